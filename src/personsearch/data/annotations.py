@@ -102,6 +102,7 @@ class PersonSearchData:
     queries: list[QueryRecord]
     protocol_sizes: list[int] = field(default_factory=list)  # CUHK-SYSU TestG sizes present
     dropped_boxes: int = 0  # boxes removed by the w > 0 and h > 0 filter
+    warnings: list[str] = field(default_factory=list)  # tolerated oddities found while loading
 
     @property
     def train_pids(self) -> np.ndarray:
@@ -112,7 +113,7 @@ class PersonSearchData:
     @property
     def num_train_classes(self) -> int:
         """Number of training identities (the OIM lookup-table size)."""
-        return int(len(self.train_pids))
+        return len(self.train_pids)
 
     def train_class_map(self) -> dict[int, int]:
         """Map each labelled training identity to a contiguous class index ``0..K-1`` (sorted by id)."""

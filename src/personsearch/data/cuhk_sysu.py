@@ -1,0 +1,322 @@
+"""CUHK-SYSU loader (``shared/spec/datasets.md`` section 1).
+
+The splits are built as the community reference loaders build them (spec 1.8): training images are
+``Images.mat`` names minus ``pool.mat`` names, sorted; the gallery is ``pool.mat`` in file order; queries
+are ``TestG50.mat``'s queries in file order. Boxes with ``w <= 0`` or ``h <= 0`` are dropped (and
+counted); the rest are cast to ``int32`` *before* any arithmetic (boxes are stored as ``uint8``/``uint16``
+and would wrap around) and converted from ``x, y, w, h`` to ``x1, y1, x2, y2`` without ``+1``. Identities
+are assigned to the first box of the image that equals the protocol's box exactly: training identities are
+``Train.mat`` positions + 1, gallery identities ``TestG50`` query positions + 1 (the query box and the
+gallery positives up to the first negative entry, as the reference loaders do).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from personsearch.data.annotations import (
+    UNLABELED,
+    GalleryProtocol,
+    ImageRecord,
+    PersonSearchData,
+    QueryRecord,
+)
+from personsearch.data.cache import load_or_build
+from personsearch.data.matfile import load_mat_variable, mat_string, mat_vector, require_file
+from personsearch.errors import DatasetError
+
+LAYOUT = (
+    "CUHK-SYSU/Image/SSM/s<k>.jpg, CUHK-SYSU/annotation/{Images.mat,pool.mat}, "
+    "CUHK-SYSU/annotation/test/train_test/{Train.mat,TestG50.mat,TestG<N>.mat}"
+)
+GALLERY_SIZES = (50, 100, 500, 1000, 2000, 4000)
+IMAGE_DIR = Path("Image/SSM")
+IMAGES_MAT = Path("annotation/Images.mat")
+POOL_MAT = Path("annotation/pool.mat")
+PROTOCOL_DIR = Path("annotation/test/train_test")
+TRAIN_MAT = PROTOCOL_DIR / "Train.mat"
+
+
+def protocol_path(root: Path, size: int) -> Path:
+    """Path of ``TestG{size}.mat``."""
+    return Path(root) / PROTOCOL_DIR / f"TestG{size}.mat"
+
+
+def available_gallery_sizes(root: str | Path) -> list[int]:
+    """Gallery sizes whose ``TestG{N}.mat`` is present, ascending."""
+    folder = Path(root) / PROTOCOL_DIR
+    sizes = []
+    if folder.is_dir():
+        for path in folder.iterdir():
+            match = re.fullmatch(r"TestG(\d+)\.mat", path.name)
+            if match:
+                sizes.append(int(match.group(1)))
+    return sorted(sizes)
+
+
+def _struct_error(path: Path, what: str, exc: Exception) -> DatasetError:
+    return DatasetError(f"{path}: malformed {what} ({exc.__class__.__name__}: {exc})")
+
+
+def _box_rows(box_field: np.ndarray) -> np.ndarray:
+    """Stack the ``idlocate`` of a 1×K box struct array (or accept a plain K×4 matrix) as raw values."""
+    arr = np.asarray(box_field)
+    if arr.dtype.names is None and arr.dtype != object:
+        return arr.reshape(-1, 4) if arr.size else np.zeros((0, 4))
+    rows = [mat_vector(b[0], 4) for b in arr.ravel()]
+    return np.stack(rows) if rows else np.zeros((0, 4))
+
+
+def _parse_images_mat(path: Path) -> dict[str, np.ndarray]:
+    """Parse ``Images.mat`` into flat arrays: names, per-image box counts, boxes (x,y,w,h int32)."""
+    records = load_mat_variable(path, "Img").ravel()
+    names: list[str] = []
+    counts: list[int] = []
+    boxes: list[np.ndarray] = []
+    dropped = 0
+    for i, entry in enumerate(records):
+        try:
+            name = mat_string(entry[0])
+            raw = _box_rows(entry[2])
+        except (IndexError, KeyError, ValueError, TypeError) as exc:
+            raise _struct_error(path, f"Img entry {i}", exc) from None
+        valid = (raw[:, 2] > 0) & (raw[:, 3] > 0)
+        dropped += int((~valid).sum())
+        kept = raw[valid].astype(np.int32)
+        names.append(name)
+        counts.append(len(kept))
+        boxes.append(kept)
+    return {
+        "names": np.array(names, dtype=str),
+        "counts": np.array(counts, dtype=np.int64),
+        "boxes": np.concatenate(boxes).astype(np.int32) if boxes else np.zeros((0, 4), np.int32),
+        "dropped": np.array(dropped, dtype=np.int64),
+    }
+
+
+def _parse_pool_mat(path: Path) -> dict[str, np.ndarray]:
+    cells = load_mat_variable(path, "pool").ravel()
+    try:
+        names = [mat_string(c) for c in cells]
+    except (IndexError, ValueError, TypeError) as exc:
+        raise _struct_error(path, "pool cell array", exc) from None
+    return {"names": np.array(names, dtype=str)}
+
+
+def _parse_train_mat(path: Path) -> dict[str, np.ndarray]:
+    """Parse ``Train.mat`` into one row per scene entry: image name, box (x,y,w,h int32), identity index."""
+    cells = load_mat_variable(path, "Train").ravel()
+    names: list[str] = []
+    boxes: list[np.ndarray] = []
+    identity: list[int] = []
+    for index, cell in enumerate(cells):
+        try:
+            person = np.asarray(cell).ravel()[0]
+            for scene in np.asarray(person[2]).ravel():
+                names.append(mat_string(scene[0]))
+                boxes.append(mat_vector(scene[1], 4).astype(np.int32))
+                identity.append(index)
+        except (IndexError, KeyError, ValueError, TypeError) as exc:
+            raise _struct_error(path, f"Train identity {index}", exc) from None
+    return {
+        "names": np.array(names, dtype=str),
+        "boxes": np.stack(boxes).astype(np.int32) if boxes else np.zeros((0, 4), np.int32),
+        "identity": np.array(identity, dtype=np.int64),
+        "num_identities": np.array(len(cells), dtype=np.int64),
+    }
+
+
+def _parse_protocol_mat(path: Path, size: int, pool_names: list[str]) -> dict[str, np.ndarray]:
+    """Parse ``TestG{size}.mat`` into the compact arrays of :class:`GalleryProtocol`."""
+    key = f"TestG{size}"
+    items = load_mat_variable(path, key).ravel()
+    pool_index = {name: i for i, name in enumerate(pool_names)}
+    width = max((np.asarray(item["Gallery"]).size for item in items), default=0)
+    entries = np.full((len(items), width), -1, dtype=np.int32)
+    positive = np.zeros((len(items), width), dtype=bool)
+    boxes = np.zeros((len(items), width, 4), dtype=np.int32)
+    query_names: list[str] = []
+    query_boxes = np.zeros((len(items), 4), dtype=np.int32)
+    for q, item in enumerate(items):
+        try:
+            query = np.asarray(item["Query"]).ravel()[0]
+            query_names.append(mat_string(query["imname"]))
+            query_boxes[q] = mat_vector(query["idlocate"], 4).astype(np.int32)
+            for k, entry in enumerate(np.asarray(item["Gallery"]).ravel()):
+                name = mat_string(entry[0])
+                if name not in pool_index:
+                    raise ValueError(f"gallery image {name} is not in pool.mat")
+                entries[q, k] = pool_index[name]
+                box = mat_vector(entry[1])
+                if box.size == 4:
+                    positive[q, k] = True
+                    boxes[q, k] = box.astype(np.int32)
+                elif box.size != 0:
+                    raise ValueError(f"gallery box of {name} has {box.size} values, expected 4 or none")
+        except (IndexError, KeyError, ValueError, TypeError) as exc:
+            raise _struct_error(path, f"query {q}", exc) from None
+    return {
+        "query_names": np.array(query_names, dtype=str),
+        "query_boxes_xywh": query_boxes,
+        "entries": entries,
+        "positive": positive,
+        "boxes_xywh": boxes,
+    }
+
+
+def _cached(kind: str, path: Path, parse, *args) -> dict[str, np.ndarray]:
+    require_file(path, LAYOUT)
+    return load_or_build(kind, [path], lambda: parse(path, *args))
+
+
+def load_pool_names(root: str | Path) -> list[str]:
+    """Gallery image names in ``pool.mat`` order."""
+    return [str(n) for n in _cached("cuhk-pool", Path(root) / POOL_MAT, _parse_pool_mat)["names"]]
+
+
+def load_gallery_protocol(root: str | Path, size: int) -> GalleryProtocol:
+    """The per-query galleries of ``TestG{size}.mat`` (entries index the ``pool.mat`` order)."""
+    root = Path(root)
+    pool = load_pool_names(root)
+    path = protocol_path(root, size)
+    if not path.is_file():
+        present = available_gallery_sizes(root)
+        raise DatasetError(f"missing file {path}; gallery sizes present: {present or 'none'}")
+    arrays = load_or_build(
+        f"cuhk-testg{size}",
+        [path, root / POOL_MAT],
+        lambda: _parse_protocol_mat(path, size, pool),
+    )
+    return GalleryProtocol(
+        size=size,
+        gallery_names=pool,
+        query_names=[str(n) for n in arrays["query_names"]],
+        query_boxes_xywh=arrays["query_boxes_xywh"],
+        entries=arrays["entries"],
+        positive=arrays["positive"],
+        boxes_xywh=arrays["boxes_xywh"],
+    )
+
+
+def _assign_identities(
+    boxes_xywh: dict[str, np.ndarray],
+    assignments: Iterable[tuple[str, np.ndarray, int]],
+    source: Path,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Give ``pid`` to the first box of the image equal to the given box; count boxes that match none."""
+    pids: dict[str, np.ndarray] = {}
+    unmatched = 0
+    for name, box, pid in assignments:
+        boxes = boxes_xywh.get(name)
+        if boxes is None:
+            raise DatasetError(f"{source}: image {name} is not listed in {IMAGES_MAT}")
+        hits = np.flatnonzero((boxes == box).all(axis=1))
+        if hits.size == 0:
+            unmatched += 1
+            continue
+        if name not in pids:
+            pids[name] = np.full(len(boxes), UNLABELED, dtype=np.int64)
+        pids[name][hits[0]] = pid
+    return pids, unmatched
+
+
+def _assign_with_warning(
+    boxes_xywh: dict[str, np.ndarray],
+    assignments: Iterable[tuple[str, np.ndarray, int]],
+    source: Path,
+    warnings: list[str],
+) -> dict[str, np.ndarray]:
+    pids, unmatched = _assign_identities(boxes_xywh, assignments, source)
+    if unmatched:
+        warnings.append(f"{source}: {unmatched} boxes match no box of their image (left unlabelled)")
+    return pids
+
+
+def _gallery_assignments(protocol: GalleryProtocol) -> Iterable[tuple[str, np.ndarray, int]]:
+    """Query boxes and gallery positives up to each query's first negative entry (reference loaders)."""
+    for q, name in enumerate(protocol.query_names):
+        yield name, protocol.query_boxes_xywh[q], q + 1
+        for k in range(protocol.entries.shape[1]):
+            if protocol.entries[q, k] < 0 or not protocol.positive[q, k]:
+                break
+            yield protocol.gallery_names[protocol.entries[q, k]], protocol.boxes_xywh[q, k], q + 1
+
+
+def _to_records(
+    root: Path,
+    names: list[str],
+    boxes_xywh: dict[str, np.ndarray],
+    pids: dict[str, np.ndarray],
+) -> list[ImageRecord]:
+    records = []
+    for name in names:
+        xywh = boxes_xywh[name]
+        x1y1x2y2 = xywh.copy()
+        x1y1x2y2[:, 2:] += x1y1x2y2[:, :2]
+        labels = pids.get(name, np.full(len(xywh), UNLABELED, dtype=np.int64))
+        records.append(ImageRecord(name, root / IMAGE_DIR / name, x1y1x2y2, labels))
+    return records
+
+
+def check_layout(root: Path) -> None:
+    """Raise a one-line error when the root or a required file is missing."""
+    if not root.is_dir():
+        raise DatasetError(f"dataset root {root} does not exist; expected layout: {LAYOUT}")
+    for rel in (IMAGES_MAT, POOL_MAT, TRAIN_MAT, PROTOCOL_DIR / "TestG50.mat"):
+        require_file(root / rel, LAYOUT)
+    if not (root / IMAGE_DIR).is_dir():
+        raise DatasetError(f"missing folder {root / IMAGE_DIR}; expected layout: {LAYOUT}")
+
+
+def load_cuhk_sysu(root: str | Path) -> PersonSearchData:
+    """Load CUHK-SYSU (real or synthetic) from ``root``."""
+    root = Path(root)
+    check_layout(root)
+    images = _cached("cuhk-images", root / IMAGES_MAT, _parse_images_mat)
+    all_names = [str(n) for n in images["names"]]
+    offsets = np.concatenate([[0], np.cumsum(images["counts"])])
+    boxes_xywh = {
+        name: images["boxes"][offsets[i] : offsets[i + 1]] for i, name in enumerate(all_names)
+    }
+    warnings: list[str] = []
+    if len(boxes_xywh) != len(all_names):
+        warnings.append(f"{root / IMAGES_MAT}: {len(all_names) - len(boxes_xywh)} repeated image names")
+
+    pool = load_pool_names(root)
+    missing = [n for n in pool if n not in boxes_xywh]
+    if missing:
+        raise DatasetError(f"{root / POOL_MAT}: image {missing[0]} is not listed in {IMAGES_MAT}")
+    pool_set = set(pool)
+    train_names = sorted(set(all_names) - pool_set)
+
+    train = _cached("cuhk-train", root / TRAIN_MAT, _parse_train_mat)
+    train_rows = zip(train["names"], train["boxes"], train["identity"], strict=True)
+    train_pids = _assign_with_warning(
+        boxes_xywh, ((str(n), b, int(i) + 1) for n, b, i in train_rows), root / TRAIN_MAT, warnings
+    )
+    protocol = load_gallery_protocol(root, 50)
+    gallery_pids = _assign_with_warning(
+        boxes_xywh, _gallery_assignments(protocol), protocol_path(root, 50), warnings
+    )
+    queries = []
+    for q, name in enumerate(protocol.query_names):
+        box = protocol.query_boxes_xywh[q].copy()
+        box[2:] += box[:2]
+        queries.append(QueryRecord(name, root / IMAGE_DIR / name, box, q + 1))
+        if name not in pool_set:
+            warnings.append(f"{protocol_path(root, 50)}: query {q} image {name} is not in pool.mat")
+
+    return PersonSearchData(
+        name="cuhk-sysu",
+        root=root,
+        train=_to_records(root, train_names, boxes_xywh, train_pids),
+        gallery=_to_records(root, pool, boxes_xywh, gallery_pids),
+        queries=queries,
+        protocol_sizes=available_gallery_sizes(root),
+        dropped_boxes=int(images["dropped"]),
+        warnings=warnings,
+    )

@@ -1,0 +1,173 @@
+"""PRW loader (``shared/spec/datasets.md`` section 2).
+
+Splits follow the reference loaders (spec 2.8): ``frame_train.mat`` and ``frame_test.mat`` in file order,
+queries in ``query_info.txt`` line order. Two box conversions are deliberately different, as in the
+references: annotation boxes are clipped at 0 *before* ``x2 = x + w`` and truncated to int32 last; query
+boxes are truncated to int32 *first* and clipped last. Arithmetic is done in float64 so integer storage
+types (``uint8``/``uint16``) never wrap around. PRW's ``-2`` ("ambiguous person") becomes
+:data:`UNLABELED`; a pid boxed twice in one frame keeps both boxes (evaluation uses the first).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from personsearch.data.annotations import UNLABELED, ImageRecord, PersonSearchData, QueryRecord
+from personsearch.data.cache import load_or_build
+from personsearch.data.matfile import load_mat_variable, mat_string, require_file
+from personsearch.errors import DatasetError
+
+LAYOUT = (
+    "PRW/frames/c<cam>s<seq>_<frame>.jpg, PRW/annotations/<frame>.jpg.mat, "
+    "PRW/{frame_train.mat,frame_test.mat,query_info.txt}"
+)
+ANNOTATION_KEYS = ("box_new", "anno_file", "anno_previous")
+PRW_UNLABELED = -2
+FRAMES_DIR = Path("frames")
+ANNOTATIONS_DIR = Path("annotations")
+
+
+def camera_id(name: str, source: Path | None = None) -> int:
+    """PRW camera: the digit after the first ``c`` followed by a digit (``c3s2_000123.jpg`` -> 3)."""
+    match = re.search(r"c(\d)", name)
+    if match is None:
+        where = f"{source}: " if source else ""
+        raise DatasetError(f"{where}frame name {name!r} has no camera id (expected c<cam>s<seq>_<frame>)")
+    return int(match.group(1))
+
+
+def load_frame_list(path: Path, key: str) -> list[str]:
+    """Frame names (with ``.jpg``) from ``frame_train.mat`` / ``frame_test.mat``."""
+    require_file(path, LAYOUT)
+    cells = load_mat_variable(path, key)
+    try:
+        return [mat_string(c) + ".jpg" for c in cells.ravel()]
+    except (IndexError, ValueError, TypeError) as exc:
+        raise DatasetError(f"{path}: malformed frame list ({exc})") from None
+
+
+def annotation_path(root: Path, frame: str) -> Path:
+    """The annotation file of a frame: ``annotations/<frame>`` if present (scipy reads it first), else
+    ``annotations/<frame>.mat``."""
+    exact = root / ANNOTATIONS_DIR / frame
+    return exact if exact.is_file() else root / ANNOTATIONS_DIR / f"{frame}.mat"
+
+
+def read_annotation_matrix(path: Path) -> np.ndarray:
+    """The ``N×5 [pid, x, y, w, h]`` matrix of one annotation file, as float64."""
+    matrix = np.asarray(load_mat_variable(path, ANNOTATION_KEYS))
+    if matrix.size == 0:
+        return np.zeros((0, 5))
+    if matrix.dtype.kind not in "biuf" or matrix.ndim != 2 or matrix.shape[1] != 5:
+        raise DatasetError(f"{path}: expected an N×5 numeric [pid x y w h] matrix, got {matrix.shape}")
+    return matrix.astype(np.float64)
+
+
+def convert_annotation(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gallery/train conversion: clip x,y,w,h at 0, add, truncate; pid -2 -> UNLABELED."""
+    rois = np.clip(matrix[:, 1:], 0, None)
+    rois[:, 2:] += rois[:, :2]
+    pids = matrix[:, 0].astype(np.int64)
+    pids[pids == PRW_UNLABELED] = UNLABELED
+    return rois.astype(np.int32), pids
+
+
+def convert_query_box(x: float, y: float, w: float, h: float) -> np.ndarray:
+    """Query conversion: truncate ``[x, y, x+w, y+h]`` to int32 first, then clip at 0."""
+    return np.clip(np.array([x, y, x + w, y + h]).astype(np.int32), 0, None)
+
+
+def _parse_annotations(root: Path, frames: list[str]) -> dict[str, np.ndarray]:
+    counts, matrices = [], []
+    for frame in frames:
+        matrix = read_annotation_matrix(annotation_path(root, frame))
+        counts.append(len(matrix))
+        matrices.append(matrix)
+    return {
+        "counts": np.array(counts, dtype=np.int64),
+        "matrix": np.concatenate(matrices) if matrices else np.zeros((0, 5)),
+    }
+
+
+def _load_split(root: Path, frames: list[str], kind: str) -> list[ImageRecord]:
+    paths = []
+    for frame in frames:
+        path = annotation_path(root, frame)
+        if not path.is_file():
+            raise DatasetError(f"missing file {path}; expected layout: {LAYOUT}")
+        paths.append(path)
+    arrays = load_or_build(kind, paths, lambda: _parse_annotations(root, frames))
+    offsets = np.concatenate([[0], np.cumsum(arrays["counts"])])
+    records = []
+    for i, frame in enumerate(frames):
+        boxes, pids = convert_annotation(arrays["matrix"][offsets[i] : offsets[i + 1]])
+        records.append(ImageRecord(frame, root / FRAMES_DIR / frame, boxes, pids, camera_id(frame)))
+    return records
+
+
+def load_queries(path: Path, root: Path) -> list[QueryRecord]:
+    """Parse ``query_info.txt`` (``pid x y w h frame`` per line; CRLF or LF line ends)."""
+    require_file(path, LAYOUT)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc})") from None
+    queries = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        fields = line.strip().split()
+        if not fields:
+            continue
+        try:
+            if len(fields) != 6:
+                raise ValueError(f"{len(fields)} fields")
+            pid = int(fields[0])
+            x, y, w, h = (float(v) for v in fields[1:5])
+        except ValueError as exc:
+            raise DatasetError(
+                f"{path}:{lineno}: expected 'pid x y w h frame', got {line.strip()!r} ({exc})"
+            ) from None
+        frame = fields[5] + ".jpg"
+        queries.append(
+            QueryRecord(frame, root / FRAMES_DIR / frame, convert_query_box(x, y, w, h), pid,
+                        camera_id(frame, path))
+        )
+    if not queries:
+        raise DatasetError(f"{path}: no queries found")
+    return queries
+
+
+def check_layout(root: Path) -> None:
+    """Raise a one-line error when the root or a required file or folder is missing."""
+    if not root.is_dir():
+        raise DatasetError(f"dataset root {root} does not exist; expected layout: {LAYOUT}")
+    for rel in ("frame_train.mat", "frame_test.mat", "query_info.txt"):
+        require_file(root / rel, LAYOUT)
+    for folder in (FRAMES_DIR, ANNOTATIONS_DIR):
+        if not (root / folder).is_dir():
+            raise DatasetError(f"missing folder {root / folder}; expected layout: {LAYOUT}")
+
+
+def load_prw(root: str | Path) -> PersonSearchData:
+    """Load PRW (real or synthetic) from ``root``."""
+    root = Path(root)
+    check_layout(root)
+    train_frames = load_frame_list(root / "frame_train.mat", "img_index_train")
+    test_frames = load_frame_list(root / "frame_test.mat", "img_index_test")
+    queries = load_queries(root / "query_info.txt", root)
+    test_set = set(test_frames)
+    warnings = [
+        f"{root / 'query_info.txt'}: query {i} frame {q.name} is not in frame_test.mat"
+        for i, q in enumerate(queries)
+        if q.name not in test_set
+    ]
+    return PersonSearchData(
+        name="prw",
+        root=root,
+        train=_load_split(root, train_frames, "prw-train"),
+        gallery=_load_split(root, test_frames, "prw-test"),
+        queries=queries,
+        warnings=warnings,
+    )

@@ -1,0 +1,128 @@
+"""Small hand-written datasets in the real CUHK-SYSU and PRW formats, built literally from the spec (§5).
+
+They are independent of the project's synthetic generator on purpose: each value below is chosen to
+exercise one quirk, and the expected loader output is spelled out in the tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from PIL import Image
+
+EMPTY = np.zeros((1, 0))
+
+
+def _box(xywh: list[float]) -> np.ndarray:
+    """A 1×4 box stored like MATLAB does: uint8 when every value < 256, else uint16."""
+    arr = np.array([xywh])
+    return arr.astype(np.uint8 if arr.max() < 256 else np.uint16)
+
+
+def _struct(fields: list[str], rows: list[tuple]) -> np.ndarray:
+    out = np.zeros((1, len(rows)), dtype=[(f, "O") for f in fields])
+    for i, row in enumerate(rows):
+        for f, value in zip(fields, row, strict=True):
+            out[0, i][f] = value
+    return out
+
+
+def _cell(values: list) -> np.ndarray:
+    out = np.empty((len(values), 1), dtype=object)
+    for i, v in enumerate(values):
+        out[i, 0] = v
+    return out
+
+
+def _jpeg(path: Path, size: tuple[int, int] = (400, 300)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (90, 120, 150)).save(path)
+
+
+# CUHK-SYSU: image -> boxes (x, y, w, h); the w = 0 and h = 0 boxes must be dropped.
+CUHK_IMAGES = {
+    "s1.jpg": [[10, 20, 30, 60], [300, 40, 50, 100], [100, 100, 20, 40], [5, 5, 0, 10]],
+    "s2.jpg": [[12, 22, 30, 60], [50, 50, 40, 80]],
+    "s3.jpg": [[60, 60, 40, 80], [0, 0, 10, 0]],
+    "s10.jpg": [[10, 10, 40, 90], [100, 10, 40, 90]],
+    "s11.jpg": [[20, 20, 40, 90], [200, 30, 40, 90]],
+    "s12.jpg": [[30, 30, 40, 90]],
+    "s13.jpg": [[40, 40, 40, 90], [240, 40, 40, 90]],  # uint8 storage, x + w = 280 > 255
+}
+CUHK_POOL = ["s10.jpg", "s11.jpg", "s12.jpg", "s13.jpg"]
+CUHK_TRAIN = [  # identity -> scenes
+    [("s1.jpg", [10, 20, 30, 60]), ("s2.jpg", [12, 22, 30, 60])],
+    [("s2.jpg", [50, 50, 40, 80]), ("s3.jpg", [60, 60, 40, 80]), ("s3.jpg", [1, 1, 1, 1])],  # unmatched
+]
+CUHK_QUERIES = [  # (query image, query box, gallery entries [(image, box or None)])
+    ("s10.jpg", [10, 10, 40, 90], [("s11.jpg", [20, 20, 40, 90]), ("s12.jpg", None), ("s13.jpg", None)]),
+    # the query image is in its own gallery with the identical box
+    ("s11.jpg", [200, 30, 40, 90], [("s13.jpg", [240, 40, 40, 90]), ("s11.jpg", [200, 30, 40, 90]),
+                                    ("s10.jpg", None)]),
+    # a positive after a negative: the reference loaders stop labelling at the first negative
+    ("s12.jpg", [30, 30, 40, 90], [("s13.jpg", None), ("s10.jpg", [100, 10, 40, 90]), ("s11.jpg", None)]),
+]
+
+
+def write_cuhk(root: Path, protocol_sizes: tuple[int, ...] = (50,)) -> Path:
+    """Write the hand-made CUHK-SYSU dataset; each ``TestG{N}`` file holds the same 3-entry galleries."""
+    ann = root / "annotation"
+    (ann / "test" / "train_test").mkdir(parents=True, exist_ok=True)
+    for name in CUHK_IMAGES:
+        _jpeg(root / "Image" / "SSM" / name)
+    img_rows = []
+    for name, boxes in CUHK_IMAGES.items():
+        box_struct = _struct(["idlocate", "ishard"], [(_box(b), np.array([[0]], np.uint8)) for b in boxes])
+        img_rows.append((name, np.array([[len(boxes)]], np.uint8), box_struct))
+    scipy.io.savemat(ann / "Images.mat", {"Img": _struct(["imname", "nAppear", "box"], img_rows)})
+    scipy.io.savemat(ann / "pool.mat", {"pool": _cell(CUHK_POOL)})
+    train_cells = []
+    for index, scenes in enumerate(CUHK_TRAIN):
+        scene = _struct(["imname", "idlocate", "ishard"], [(n, _box(b), np.array([[0]], np.uint8))
+                                                          for n, b in scenes])
+        train_cells.append(_struct(["idname", "nAppear", "scene"],
+                                   [(f"p{index + 1}", np.array([[len(scenes)]], np.uint8), scene)]))
+    scipy.io.savemat(ann / "test" / "train_test" / "Train.mat", {"Train": _cell(train_cells)})
+    for size in protocol_sizes:
+        rows = []
+        for q, (qname, qbox, gallery) in enumerate(CUHK_QUERIES):
+            query = _struct(["imname", "idlocate", "ishard", "idname"],
+                            [(qname, _box(qbox), np.array([[0]], np.uint8), f"p{100 + q}")])
+            entries = [(n, EMPTY, EMPTY) if b is None else (n, _box(b), np.array([[0]], np.uint8))
+                       for n, b in gallery]
+            rows.append((query, _struct(["imname", "idlocate", "ishard"], entries)))
+        key = f"TestG{size}"
+        scipy.io.savemat(ann / "test" / "train_test" / f"{key}.mat",
+                         {key: _struct(["Query", "Gallery"], rows)})
+    return root
+
+
+# PRW: frame -> (variable name, rows [pid, x, y, w, h], storage dtype)
+PRW_TRAIN = {
+    "c1s1_000001": ("box_new", [[1, 10, 20, 30, 60], [-2, 100, 50, 20, 40]], np.float64),
+    "c1s1_000002": ("anno_file", [[1, 12.7, 22, 30, 60], [2, 50, 50, 40, 80]], np.float64),
+}
+PRW_TEST = {
+    "c2s1_000010": ("anno_previous", [[5, -3.5, 10, 40.9, 90], [7, 100, 10, 40, 90], [-2, 200, 10, 30, 60]],
+                    np.float64),
+    "c3s1_000020": ("box_new", [[5, 20, 20, 40, 90], [5, 300, 20, 40, 90]], np.float64),  # pid 5 twice
+    "c1s2_000030": ("box_new", [[7, 230, 30, 40, 90]], np.uint8),  # x + w = 270 > 255
+}
+PRW_QUERY_LINES = ["5 -3.5 10.2 40.9 90 c2s1_000010", "7 30 30 40 90 c1s2_000030"]
+
+
+def write_prw(root: Path, line_end: str = "\r\n") -> Path:
+    """Write the hand-made PRW dataset."""
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    for frames in (PRW_TRAIN, PRW_TEST):
+        for frame, (key, rows, dtype) in frames.items():
+            _jpeg(root / "frames" / f"{frame}.jpg", (480, 270))
+            scipy.io.savemat(root / "annotations" / f"{frame}.jpg.mat", {key: np.array(rows, dtype=dtype)})
+    scipy.io.savemat(root / "frame_train.mat", {"img_index_train": _cell(list(PRW_TRAIN))})
+    scipy.io.savemat(root / "frame_test.mat", {"img_index_test": _cell(list(PRW_TEST))})
+    scipy.io.savemat(root / "ID_train.mat", {"ID_train": np.array([[1, 2]])})
+    scipy.io.savemat(root / "ID_test.mat", {"ID_test2": np.array([[5, 7]])})
+    (root / "query_info.txt").write_bytes("".join(line + line_end for line in PRW_QUERY_LINES).encode())
+    return root
