@@ -1,0 +1,80 @@
+"""ResNet split C4-style: a stride-16 trunk (conv1..layer3) and layer4 (res5) used as a RoI head."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision.models import resnet
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from personsearch.errors import PersonSearchError
+
+_RESNETS: dict[str, Callable[..., resnet.ResNet]] = {
+    "resnet18": resnet.resnet18,
+    "resnet34": resnet.resnet34,
+    "resnet50": resnet.resnet50,
+    "resnet101": resnet.resnet101,
+}
+
+SUPPORTED_ARCHS: tuple[str, ...] = tuple(_RESNETS)
+
+
+@dataclass
+class ResNetC4Parts:
+    """The pieces of a ResNet cut at res4: the trunk and a res5 template for the RoI heads."""
+
+    trunk: nn.Sequential
+    res5: nn.Sequential
+    trunk_channels: int
+    res5_channels: int
+    stride: int = 16
+
+    def res5_copy(self) -> nn.Sequential:
+        """An independent copy of res5 (same initial weights), one per head."""
+        return copy.deepcopy(self.res5)
+
+
+def _layer_out_channels(layer: nn.Sequential) -> int:
+    last = layer[-1]
+    bn = last.bn3 if hasattr(last, "bn3") else last.bn2
+    return int(bn.weight.shape[0])
+
+
+def build_resnet(arch: str, frozen_bn: bool = True) -> resnet.ResNet:
+    """A randomly initialised torchvision ResNet, with FrozenBatchNorm2d when ``frozen_bn``."""
+    if arch not in _RESNETS:
+        raise PersonSearchError(f"unknown backbone {arch!r}; choose one of {', '.join(SUPPORTED_ARCHS)}")
+    norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+    return _RESNETS[arch](weights=None, norm_layer=norm_layer)
+
+
+def split_resnet_c4(
+    net: resnet.ResNet, state_dict: Mapping[str, torch.Tensor] | None = None, freeze_stem: bool = True
+) -> ResNetC4Parts:
+    """Load ``state_dict`` (if any) into ``net`` and split it into trunk (stride 16) and res5.
+
+    ``freeze_stem`` stops gradients into conv1/bn1 (bn1 is already frozen with FrozenBatchNorm2d).
+    """
+    if state_dict is not None:
+        missing, _unexpected = net.load_state_dict(dict(state_dict), strict=False)
+        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+        if missing:
+            raise PersonSearchError(
+                f"pretrained weights do not fit the backbone: {len(missing)} missing keys, e.g. {missing[0]}"
+            )
+    trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
+    if freeze_stem:
+        for module in (net.conv1, net.bn1):
+            for p in module.parameters():
+                p.requires_grad_(False)
+    res5 = nn.Sequential(net.layer4)
+    return ResNetC4Parts(
+        trunk=trunk,
+        res5=res5,
+        trunk_channels=_layer_out_channels(net.layer3),
+        res5_channels=_layer_out_channels(net.layer4),
+    )

@@ -1,0 +1,191 @@
+"""The end-to-end person search network: C4 backbone, RPN, parallel detection and Re-ID heads, OIM."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.rpn import RegionProposalNetwork
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
+from torchvision.ops import RoIAlign
+
+from .heads import ReIDHead
+from .oim import OIMLoss
+from .roi_heads import PersonDetectionRoIHeads, SampledProposals
+
+FEATURE_NAME = "feat_res4"
+
+
+@dataclass
+class ReIDOutput:
+    """Re-ID head outputs for a set of boxes, concatenated over the images in order."""
+
+    embeddings: Tensor  # [N, D], L2-normalised
+    probabilities: Tensor  # [N, K] = softmax(scalar * f . LUT^T)
+    counts: list[int]  # boxes per image
+
+    def split(self) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+        """Per-image embeddings and probabilities."""
+        return self.embeddings.split(self.counts), self.probabilities.split(self.counts)
+
+
+class PersonSearchModel(nn.Module):
+    """End-to-end person search (torchvision GeneralizedRCNN style).
+
+    * train: ``model(images, targets)`` -> dict of losses (``loss_rpn_objectness``, ``loss_rpn_box``,
+      ``loss_box_cls``, ``loss_box_reg``, ``loss_oim``); with ``return_outputs=True`` -> ``(losses,
+      outputs)`` where ``outputs`` holds the Re-ID outputs of the GT boxes (``gt``: ReIDOutput,
+      ``gt_labels``) and of ``extra_boxes`` (``extra``), plus the feature map (``features``), the
+      resized targets and image sizes, for a distillation wrapper.
+    * eval: ``model(images)`` -> list of ``{"boxes", "scores", "embeddings"}`` in input pixels.
+    * query: ``model(images, query_boxes=boxes)`` or ``extract_query_features`` -> list of [n, D].
+
+    Images: list of float [3, H, W] in 0..1. Targets: ``boxes`` [N, 4] (x1, y1, x2, y2 in input
+    pixels) and ``labels`` [N] (identity 0..K-1, or -1 for an unlabelled person).
+    """
+
+    def __init__(
+        self,
+        transform: GeneralizedRCNNTransform,
+        backbone: nn.Module,
+        rpn: RegionProposalNetwork,
+        roi_heads: PersonDetectionRoIHeads,
+        reid_roi_align: RoIAlign,
+        reid_head: ReIDHead,
+        oim: OIMLoss,
+        reid_on_proposals: bool = True,
+        score_weighted_embeddings: bool = False,
+    ) -> None:
+        super().__init__()
+        self.transform = transform
+        self.backbone = backbone
+        self.rpn = rpn
+        self.roi_heads = roi_heads
+        self.reid_roi_align = reid_roi_align
+        self.reid_head = reid_head
+        self.oim = oim
+        self.reid_on_proposals = reid_on_proposals
+        self.score_weighted_embeddings = score_weighted_embeddings
+
+    # ---- shared pieces -------------------------------------------------------------------------
+    def features(self, images: ImageList) -> Tensor:
+        """The stride-16 backbone feature map of a batched ImageList."""
+        return self.backbone(images.tensors)
+
+    def reid_embeddings(self, features: Tensor, boxes: list[Tensor]) -> Tensor:
+        """RoIAlign + Re-ID head for ``boxes`` (per image, resized-image pixels) -> [N, D]."""
+        if sum(len(b) for b in boxes) == 0:
+            return features.new_zeros((0, self.reid_head.embedding_dim))
+        return self.reid_head(self.reid_roi_align(features, [b.to(features.dtype) for b in boxes]))
+
+    def reid_outputs(self, features: Tensor, boxes: list[Tensor]) -> ReIDOutput:
+        """Embeddings and OIM class probabilities of given boxes (hook for distillation)."""
+        embeddings = self.reid_embeddings(features, boxes)
+        return ReIDOutput(embeddings, self.oim.class_probabilities(embeddings), [len(b) for b in boxes])
+
+    @staticmethod
+    def resize_boxes_to(
+        boxes: list[Tensor], original_sizes: list[tuple[int, int]], new_sizes: list[tuple[int, int]]
+    ) -> list[Tensor]:
+        """Map boxes from input-image pixels to resized-image pixels."""
+        return [resize_boxes(b.float(), o, n) for b, o, n in zip(boxes, original_sizes, new_sizes)]
+
+    # ---- forward -------------------------------------------------------------------------------
+    def forward(
+        self,
+        images: list[Tensor],
+        targets: list[dict[str, Tensor]] | None = None,
+        query_boxes: list[Tensor] | None = None,
+        extra_boxes: list[Tensor] | None = None,
+        return_outputs: bool = False,
+    ):
+        """Losses (train), detections (eval) or query embeddings (``query_boxes``); see the class doc."""
+        if query_boxes is not None:
+            return self.extract_query_features(images, query_boxes)
+        if self.training:
+            if targets is None:
+                raise ValueError("targets are required in training mode")
+            losses, outputs = self.forward_train(images, targets, extra_boxes)
+            return (losses, outputs) if return_outputs else losses
+        return self.detect(images)
+
+    def forward_train(
+        self,
+        images: list[Tensor],
+        targets: list[dict[str, Tensor]],
+        extra_boxes: list[Tensor] | None = None,
+    ) -> tuple[dict[str, Tensor], dict[str, object]]:
+        """All training losses, plus the Re-ID outputs of GT (and ``extra_boxes``) for distillation."""
+        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        image_list, resized = self.transform(images, targets)
+        assert resized is not None
+        features = self.features(image_list)
+        proposals, rpn_losses = self.rpn(image_list, OrderedDict([(FEATURE_NAME, features)]), resized)
+        _, det_losses, sample = self.roi_heads(features, proposals, image_list.image_sizes, resized)
+        assert sample is not None
+        reid_boxes, reid_labels, gt_counts = self._reid_training_boxes(resized, sample)
+        embeddings = self.reid_embeddings(features, reid_boxes)
+        per_image = embeddings.split([len(b) for b in reid_boxes])
+        gt_embeddings = torch.cat([e[:n] for e, n in zip(per_image, gt_counts)])
+        gt_labels = torch.cat([t["labels"] for t in resized])
+        gt = ReIDOutput(gt_embeddings, self.oim.class_probabilities(gt_embeddings), gt_counts)
+        loss_oim = self.oim(embeddings, torch.cat(reid_labels))
+        losses = {
+            "loss_rpn_objectness": rpn_losses["loss_objectness"],
+            "loss_rpn_box": rpn_losses["loss_rpn_box_reg"],
+            **det_losses,
+            "loss_oim": loss_oim,
+        }
+        outputs: dict[str, object] = {
+            "gt": gt,
+            "gt_labels": gt_labels,
+            "features": features,
+            "image_sizes": image_list.image_sizes,
+            "original_sizes": original_sizes,
+            "targets": resized,
+        }
+        if extra_boxes is not None:
+            extra = self.resize_boxes_to(extra_boxes, original_sizes, image_list.image_sizes)
+            outputs["extra"] = self.reid_outputs(features, extra)
+        return losses, outputs
+
+    def _reid_training_boxes(
+        self, targets: list[dict[str, Tensor]], sample: SampledProposals
+    ) -> tuple[list[Tensor], list[Tensor], list[int]]:
+        """Per image: GT boxes first, then (optionally) sampled foreground proposals and their GT identity."""
+        boxes, labels, gt_counts = [], [], []
+        for i, t in enumerate(targets):
+            img_boxes, img_labels = [t["boxes"]], [t["labels"].long()]
+            if self.reid_on_proposals:
+                fg = sample.labels[i] > 0
+                img_boxes.append(sample.proposals[i][fg])
+                img_labels.append(t["labels"].long()[sample.matched_idxs[i][fg]])
+            boxes.append(torch.cat(img_boxes).detach())
+            labels.append(torch.cat(img_labels))
+            gt_counts.append(len(t["boxes"]))
+        return boxes, labels, gt_counts
+
+    @torch.no_grad()
+    def detect(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        """Detections with embeddings; the Re-ID head runs on the final detections only."""
+        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        image_list, _ = self.transform(images, None)
+        features = self.features(image_list)
+        proposals, _ = self.rpn(image_list, OrderedDict([(FEATURE_NAME, features)]))
+        detections, _, _ = self.roi_heads(features, proposals, image_list.image_sizes)
+        embeddings = self.reid_embeddings(features, [d["boxes"] for d in detections])
+        for det, emb in zip(detections, embeddings.split([len(d["boxes"]) for d in detections])):
+            det["embeddings"] = emb * det["scores"][:, None] if self.score_weighted_embeddings else emb
+        return self.transform.postprocess(detections, image_list.image_sizes, original_sizes)
+
+    @torch.no_grad()
+    def extract_query_features(self, images: list[Tensor], boxes: list[Tensor]) -> list[Tensor]:
+        """L2-normalised embeddings [n, D] of given boxes (input pixels), one tensor per image."""
+        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        image_list, _ = self.transform(images, None)
+        resized = self.resize_boxes_to(boxes, original_sizes, image_list.image_sizes)
+        embeddings = self.reid_embeddings(self.features(image_list), resized)
+        return list(embeddings.split([len(b) for b in boxes]))
