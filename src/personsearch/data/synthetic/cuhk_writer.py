@@ -269,7 +269,7 @@ def write_cuhk(root: Path, preset: Preset, seed: int) -> SyntheticDataset:
     pool_pos = rng.permutation(len(names))[:n_pool]
     pool = [names[int(i)] for i in pool_pos]
     pool_set = set(pool)
-    train_imgs = [_Image(n, "train") for n in names if n not in pool_set]  # sorted, as the loader sorts
+    train_imgs = [_Image(n, "train") for n in sorted(names) if n not in pool_set]  # loader order: str sort
     by_name = {im.name: im for im in train_imgs}
     gallery_imgs = [_Image(n, "gallery") for n in pool]
     by_name.update({im.name: im for im in gallery_imgs})

@@ -200,7 +200,7 @@ def _try_place(
     if req.edge == "top":
         nominal = h * rng.uniform(0.5, 0.6)
         fig = build_figure(req.appearance, random_pose(rng), nominal)
-        fy = fig.bbox[3] - fig.bbox[1] - rng.uniform(3, 0.1 * nominal)  # head above the frame
+        fy = -fig.bbox[1] - rng.uniform(2, max(3.0, 0.1 * nominal))  # head above the frame
     else:
         fy = hz + 0.03 * h + (h - 2 - hz - 0.03 * h) * float(rng.random() ** 0.8)
         fig = build_figure(
@@ -210,7 +210,7 @@ def _try_place(
         fy = max(fy, -fig.bbox[1] + 1)  # the whole person inside the image
     x0, x1 = fig.bbox[0], fig.bbox[2]
     if req.edge == "left":
-        cx = -x0 - rng.uniform(3, 0.35 * (x1 - x0))
+        cx = -x0 - rng.uniform(2, max(3.0, 0.35 * (x1 - x0)))  # starts left of the frame
     else:
         cx = rng.uniform(-x0 + 1, max(w - 1 - x1, -x0 + 1))
     return fig, float(cx), float(fy)
