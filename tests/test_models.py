@@ -198,3 +198,28 @@ def test_overfit_one_synthetic_image() -> None:
         totals.append(float(loss.detach()))
     assert all(torch.isfinite(torch.tensor(totals)))
     assert sum(totals[-3:]) / 3 < 0.7 * sum(totals[:3]) / 3, totals
+
+
+def test_bfloat16_autocast_keeps_boxes_and_embeddings_fp32() -> None:
+    model = tiny_model()
+    model.train()
+    images, targets = (x[:1] for x in batch())  # one image: bf16 convolutions are slow on CPU
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        losses, outputs = model(images, targets, return_outputs=True)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+    assert outputs["gt"].embeddings.dtype == torch.float32
+    sum(losses.values()).backward()
+    model.eval()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        det = model(images)[0]
+    assert det["boxes"].dtype == torch.float32 and det["embeddings"].dtype == torch.float32
+
+
+def test_inference_paths_need_eval_mode() -> None:
+    model = tiny_model()
+    model.train()
+    images, targets = batch()
+    with pytest.raises(RuntimeError, match="eval"):
+        model.detect(images)
+    with pytest.raises(RuntimeError, match="eval"):
+        model(images, query_boxes=[t["boxes"] for t in targets])

@@ -31,11 +31,12 @@ class DetectionHead(nn.Module):
 
     def forward(self, roi_features: Tensor) -> tuple[Tensor, Tensor]:
         x = _global_pool(self.res5(roi_features), "avg")
-        return self.cls_score(x), self.bbox_pred(x)
+        # fp32 outputs: boxes decoded from half-precision deltas would lose whole pixels.
+        return self.cls_score(x).float(), self.bbox_pred(x).float()
 
 
 class ReIDHead(nn.Module):
-    """res5 -> global pooling -> linear -> BatchNorm1d -> L2-normalised embedding [N, D]."""
+    """res5 -> global pooling -> linear -> BatchNorm1d -> L2-normalised embedding [N, D] (fp32)."""
 
     def __init__(
         self, res5: nn.Module, in_channels: int, embedding_dim: int = 256, pooling: str = "avg"
@@ -54,7 +55,7 @@ class ReIDHead(nn.Module):
     def forward(self, roi_features: Tensor) -> Tensor:
         if roi_features.shape[0] == 0:
             return roi_features.new_zeros((0, self.embedding_dim))
-        x = self.projection(_global_pool(self.res5(roi_features), self.pooling))
+        x = self.projection(_global_pool(self.res5(roi_features), self.pooling)).float()
         x = self._batch_norm(x)
         return F.normalize(x, dim=1)
 

@@ -42,6 +42,8 @@ def gather_features_and_labels(features: Tensor, labels: Tensor) -> tuple[Tensor
     counts = [torch.zeros_like(count) for _ in range(world)]
     dist.all_gather(counts, count)
     sizes = [int(c.item()) for c in counts]
+    if max(sizes) == 0:
+        return features, labels
     return _gather_rows(features, sizes), _gather_rows(labels, sizes)
 
 

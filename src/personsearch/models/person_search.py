@@ -79,7 +79,12 @@ class PersonSearchModel(nn.Module):
         """RoIAlign + Re-ID head for ``boxes`` (per image, resized-image pixels) -> [N, D]."""
         if sum(len(b) for b in boxes) == 0:
             return features.new_zeros((0, self.reid_head.embedding_dim))
-        return self.reid_head(self.reid_roi_align(features, [b.to(features.dtype) for b in boxes]))
+        return self.reid_head(self.reid_roi_align(features, [self._roi_boxes(b, features) for b in boxes]))
+
+    @staticmethod
+    def _roi_boxes(boxes: Tensor, features: Tensor) -> Tensor:
+        # Under autocast roi_align casts to fp32 itself; only a fully half model needs half boxes.
+        return boxes.float() if torch.is_autocast_enabled(features.device.type) else boxes.to(features.dtype)
 
     def reid_outputs(self, features: Tensor, boxes: list[Tensor]) -> ReIDOutput:
         """Embeddings and OIM class probabilities of given boxes (hook for distillation)."""
@@ -92,6 +97,10 @@ class PersonSearchModel(nn.Module):
     ) -> list[Tensor]:
         """Map boxes from input-image pixels to resized-image pixels."""
         return [resize_boxes(b.float(), o, n) for b, o, n in zip(boxes, original_sizes, new_sizes)]
+
+    def _require_eval(self, what: str) -> None:
+        if self.training:
+            raise RuntimeError(f"{what} needs eval mode (call model.eval() first)")
 
     # ---- forward -------------------------------------------------------------------------------
     def forward(
@@ -170,7 +179,8 @@ class PersonSearchModel(nn.Module):
 
     @torch.no_grad()
     def detect(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
-        """Detections with embeddings; the Re-ID head runs on the final detections only."""
+        """Detections with embeddings; the Re-ID head runs on the final detections only (eval mode)."""
+        self._require_eval("detect")
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         image_list, _ = self.transform(images, None)
         features = self.features(image_list)
@@ -183,7 +193,8 @@ class PersonSearchModel(nn.Module):
 
     @torch.no_grad()
     def extract_query_features(self, images: list[Tensor], boxes: list[Tensor]) -> list[Tensor]:
-        """L2-normalised embeddings [n, D] of given boxes (input pixels), one tensor per image."""
+        """L2-normalised embeddings [n, D] of given boxes (input pixels), one tensor per image (eval mode)."""
+        self._require_eval("extract_query_features")
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         image_list, _ = self.transform(images, None)
         resized = self.resize_boxes_to(boxes, original_sizes, image_list.image_sizes)
