@@ -19,6 +19,7 @@ from personsearch.errors import PersonSearchError
 COMMAND_MODULES = (
     "personsearch.data.commands",
     "personsearch.evaluation.commands",
+    "personsearch.engine.commands",
 )
 
 

@@ -30,6 +30,6 @@ def load_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     with _open(path) as img:
         try:
-            return np.asarray(img.convert("RGB"))
+            return np.array(img.convert("RGB"))
         except OSError as exc:  # truncated or corrupt pixel data
             raise DatasetError(f"{path}: cannot decode image ({exc})") from None

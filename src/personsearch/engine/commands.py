@@ -1,0 +1,117 @@
+"""Training and inference sub-commands: ``train``, ``infer`` and ``test``."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+from typing import Any
+
+from personsearch.data import DATASETS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train the end-to-end person search network",
+        description=(
+            "Train from a YAML config plus key=value overrides (e.g. train.lr=0.01 "
+            "model.backbone.arch=resnet18). The merged config, checkpoints, log.txt, metrics.jsonl and "
+            "TensorBoard scalars go to the run folder (output_dir). Multi-GPU: torchrun --nproc_per_node "
+            "N -m personsearch.cli train ..."
+        ),
+    )
+    train.add_argument("--config", type=Path, help="YAML config (see configs/)")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                       help="continue a run from its folder (last.pth) or a checkpoint file")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(handler=run_train)
+
+    for name, text in (
+        ("infer", "run a trained model over a dataset's test split and write a results file"),
+        ("test", "infer, then evaluate and print the whole table"),
+    ):
+        p = subparsers.add_parser(name, help=text, description=text)
+        p.add_argument("--checkpoint", required=True, type=Path, help="a checkpoint written by train")
+        p.add_argument("--dataset", required=True, choices=DATASETS, help="dataset format")
+        p.add_argument("--root", required=True, type=Path, help="dataset root folder")
+        p.add_argument("--out", type=Path, required=name == "infer", metavar="RESULTS.npz",
+                       help="results file to write" + (" (optional)" if name == "test" else ""))
+        p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+        p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default: 1)")
+        p.add_argument("--workers", type=int, default=2, help="image-loading processes (default: 2)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        if name == "test":
+            p.add_argument("--det-thresh", type=float, default=0.5, help="detection score threshold")
+            p.add_argument("--json", type=Path, metavar="OUT.json", help="write every figure as JSON")
+        p.set_defaults(handler=run_infer if name == "infer" else run_test)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from personsearch.config import load_config
+    from personsearch.engine.trainer import Trainer
+
+    if args.resume and (args.config or args.overrides):
+        from personsearch.errors import ConfigError
+
+        raise ConfigError("--resume continues a run with its saved config; do not combine it with "
+                          "--config or overrides")
+    cfg = load_config(args.config, args.overrides) if not args.resume else {}
+    trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+    run_dir = trainer.train()
+    if trainer.info.is_main:
+        print(f"run folder: {run_dir}")
+    return 0
+
+
+def load_trained_model(checkpoint: Path, device_name: str = "auto"):
+    """Model, config and device from a training checkpoint (loads on CPU-only hosts too)."""
+    from personsearch.engine.checkpoint import load_checkpoint
+    from personsearch.engine.distributed import DistInfo
+    from personsearch.engine.trainer import resolve_device
+    from personsearch.models.build import build_model
+
+    state = load_checkpoint(checkpoint)
+    cfg: dict[str, Any] = state["config"]
+    model_cfg = copy.deepcopy(cfg["model"])
+    model_cfg["backbone"]["pretrained"] = "none"  # the checkpoint holds every weight
+    device = resolve_device(device_name, DistInfo())
+    model = build_model(model_cfg, num_classes=int(state["num_classes"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), cfg, device
+
+
+def _infer(args: argparse.Namespace):
+    from personsearch.data import load_dataset
+    from personsearch.engine.inference import run_inference
+
+    model, _, device = load_trained_model(args.checkpoint, args.device)
+    data = load_dataset(args.dataset, args.root)
+    arrays = run_inference(model, data, device, args.batch_size, args.workers, not args.no_progress)
+    return data, arrays
+
+
+def run_infer(args: argparse.Namespace) -> int:
+    from personsearch.evaluation import save_results
+
+    _, arrays = _infer(args)
+    save_results(args.out, arrays)
+    print(f"results: {args.out}")
+    return 0
+
+
+def run_test(args: argparse.Namespace) -> int:
+    import json
+
+    from personsearch.evaluation import full_report, results_from_arrays, save_results
+
+    data, arrays = _infer(args)
+    if args.out:
+        save_results(args.out, arrays)
+        print(f"results: {args.out}")
+    report, table = full_report(data, results_from_arrays(arrays, data), det_thresh=args.det_thresh)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0

@@ -1,0 +1,312 @@
+"""The training loop: one process or many (torchrun), CPU or CUDA, resumable exactly.
+
+A run folder holds ``config.yaml`` (the merged configuration), ``last.pth`` and ``epoch_NNN.pth``
+checkpoints, ``log.txt``, ``metrics.jsonl`` (periodic evaluations) and TensorBoard event files.
+Checkpoints store the model (OIM memory included), optimiser, scheduler, AMP scaler, the position in
+training (epoch and iteration inside the epoch) and every RNG state, so ``--resume`` continues exactly
+where the run stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from personsearch.config import save_config
+from personsearch.data import PersonSearchData, load_dataset
+from personsearch.data.torch_dataset import EpochSampler, PersonSearchTrainSet, collate
+from personsearch.engine.checkpoint import (
+    LAST,
+    epoch_checkpoint_name,
+    load_checkpoint,
+    prune_epoch_checkpoints,
+    resolve_resume,
+    save_checkpoint,
+)
+from personsearch.engine.distributed import DistInfo, barrier, init_distributed, reduce_mean, shutdown
+from personsearch.engine.rng import rng_state, seed_everything, set_rng_state
+from personsearch.engine.schedule import build_scheduler
+from personsearch.errors import PersonSearchError
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    """``auto`` picks CUDA when available (one GPU per process under torchrun), else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and info.enabled:
+        name = f"cuda:{info.local_rank}"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PersonSearchError(f"train.device={name} but no CUDA GPU is available; use train.device=cpu")
+    return torch.device(name)
+
+
+def autocast_context(amp: str, device: torch.device):
+    """Mixed precision on CUDA (``bf16`` or ``fp16``); a no-op on the CPU or with ``off``."""
+    if amp in (None, "off", False):
+        return contextlib.nullcontext()
+    if amp not in ("bf16", "fp16"):
+        raise PersonSearchError(f"train.amp={amp!r}: expected off, bf16 or fp16")
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def move_targets(targets: tuple[dict, ...], device: torch.device) -> list[dict]:
+    return [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
+
+
+@dataclass
+class TrainState:
+    """Where a run is: the next epoch and iteration inside it, and the global iteration count."""
+
+    epoch: int = 0
+    iteration: int = 0  # next iteration inside ``epoch``
+    global_step: int = 0
+
+
+class Trainer:
+    """Builds everything from a merged config and runs the epochs."""
+
+    def __init__(self, cfg: dict[str, Any], resume: str | Path | None = None, progress: bool = True):
+        self.progress = progress
+        self.checkpoint_state = load_checkpoint(resolve_resume(resume)) if resume else None
+        if self.checkpoint_state is not None:
+            cfg = self.checkpoint_state["config"]
+        self.cfg = cfg
+        t = cfg["train"]
+        wants_cuda = str(t["device"]).startswith("cuda") or (t["device"] == "auto" and torch.cuda.is_available())
+        self.info = init_distributed("cuda" if wants_cuda else "cpu")
+        self.device = resolve_device(str(t["device"]), self.info)
+        self.run_dir = Path(cfg["output_dir"])
+        self.amp = t["amp"] if self.device.type == "cuda" else "off"
+        if t["amp"] not in ("off", None, False) and self.device.type != "cuda":
+            warnings.warn("train.amp is only used on CUDA; training in fp32 on the CPU", stacklevel=2)
+
+        seed_everything(int(t["seed"]))
+        self.data: PersonSearchData = load_dataset(cfg["dataset"]["name"], cfg["dataset"]["root"])
+        self.class_map = self.data.train_class_map()
+        self.dataset = PersonSearchTrainSet(
+            self.data.train, self.class_map, float(cfg["input"]["hflip_prob"]), int(t["seed"])
+        )
+        self.sampler = EpochSampler(len(self.dataset), int(t["seed"]), self.info.rank, self.info.world_size)
+        self.batch_size = int(t["batch_size"])
+        self.iters_per_epoch = math.ceil(self.sampler.per_rank() / self.batch_size)
+        if int(t["max_iters_per_epoch"]) > 0:
+            self.iters_per_epoch = min(self.iters_per_epoch, int(t["max_iters_per_epoch"]))
+
+        from personsearch.models.build import build_model
+
+        self.model = build_model(cfg["model"], num_classes=len(self.class_map)).to(self.device)
+        self.ddp_model: torch.nn.Module = self.model
+        if self.info.enabled:
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False,  # OIM memory is synchronised by all-gather inside the loss
+                find_unused_parameters=True,
+            )
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(
+            params, lr=float(t["lr"]), momentum=float(t["momentum"]), weight_decay=float(t["weight_decay"])
+        )
+        self.scheduler = build_scheduler(self.optimizer, t, self.iters_per_epoch)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
+        self.state = TrainState()
+        self.writer = None
+        if self.checkpoint_state is not None:
+            self._restore(self.checkpoint_state)
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = TrainState(**ckpt["train_state"])
+        rngs = ckpt.get("rng", {})
+        if self.info.rank in rngs:
+            set_rng_state(rngs[self.info.rank])
+
+    def checkpoint(self, name: str) -> None:
+        """Save on rank 0 (RNG states of every rank are gathered into the file)."""
+        states = [None] * self.info.world_size
+        if self.info.enabled:
+            torch.distributed.all_gather_object(states, rng_state())
+        else:
+            states = [rng_state()]
+        if not self.info.is_main:
+            return
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "train_state": vars(self.state).copy(),
+            "rng": dict(enumerate(states)),
+            "config": self.cfg,
+            "num_classes": len(self.class_map),
+            "class_map": self.class_map,
+            "dataset": self.data.name,
+        }
+        save_checkpoint(state, self.run_dir / name)
+        if name != LAST:
+            save_checkpoint(state, self.run_dir / LAST)
+            prune_epoch_checkpoints(self.run_dir, int(self.cfg["train"]["keep_checkpoints"]))
+
+    # ---- logging -----------------------------------------------------------------------------------
+    def _open_writer(self) -> None:
+        if not (self.info.is_main and self.cfg["train"]["tensorboard"]):
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            warnings.warn("tensorboard is not installed; scalars are written to log.txt only", stacklevel=2)
+            return
+        self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def log(self, text: str) -> None:
+        if self.info.is_main:
+            with open(self.run_dir / "log.txt", "a") as handle:
+                handle.write(text + "\n")
+
+    # ---- the loop ----------------------------------------------------------------------------------
+    def train_step(self, images: list[torch.Tensor], targets: list[dict]) -> dict[str, float]:
+        t = self.cfg["train"]
+        with autocast_context(self.amp, self.device):
+            losses = self.ddp_model(images, targets)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            values = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+            raise PersonSearchError(
+                f"training diverged at step {self.state.global_step} (loss {float(loss)}: {values}); "
+                "lower train.lr or enable gradient clipping"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if t["clip_grad_norm"]:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(t["clip_grad_norm"]))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        logs = {k: float(v.detach()) for k, v in losses.items()}
+        logs["loss"] = float(loss.detach())
+        return logs
+
+    def _loader(self) -> DataLoader:
+        generator = torch.Generator()
+        generator.manual_seed(int(self.cfg["train"]["seed"]) + self.state.epoch)
+        workers = int(self.cfg["train"]["workers"])
+        return DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            sampler=self.sampler,
+            collate_fn=collate,
+            num_workers=workers,
+            generator=generator,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+
+    def run_epoch(self) -> dict[str, float]:
+        epoch = self.state.epoch
+        self.sampler.set_epoch(epoch, start=self.state.iteration * self.batch_size)
+        self.model.train()
+        total = self.iters_per_epoch
+        bar = tqdm(
+            total=total,
+            initial=self.state.iteration,
+            desc=f"epoch {epoch + 1}/{self.cfg['train']['epochs']}",
+            disable=not (self.progress and self.info.is_main),
+            dynamic_ncols=True,
+            leave=True,
+        )
+        sums: dict[str, float] = {}
+        count = 0
+        checkpoint_iters = int(self.cfg["train"]["checkpoint_iters"])
+        for images, targets in self._loader():
+            if self.state.iteration >= total:
+                break
+            images = [img.to(self.device, non_blocking=True) for img in images]
+            logs = self.train_step(images, move_targets(targets, self.device))
+            self.state.iteration += 1
+            self.state.global_step += 1
+            count += 1
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            lr = self.optimizer.param_groups[0]["lr"]
+            bar.set_postfix(loss=f"{logs['loss']:.3f}", oim=f"{logs.get('loss_oim', 0):.3f}", lr=f"{lr:.2e}")
+            bar.update(1)
+            if self.writer is not None:
+                for k, v in logs.items():
+                    self.writer.add_scalar(f"train/{k}", v, self.state.global_step)
+                self.writer.add_scalar("train/lr", lr, self.state.global_step)
+            if checkpoint_iters and self.state.global_step % checkpoint_iters == 0 and self.state.iteration < total:
+                self.checkpoint(LAST)
+        bar.close()
+        means = {k: v / max(count, 1) for k, v in sums.items()}
+        return reduce_mean(means, self.info, self.device) if count else means
+
+    def evaluate(self) -> dict[str, Any] | None:
+        """Evaluate on the test split (rank 0); other ranks wait."""
+        metrics = None
+        if self.info.is_main:
+            from personsearch.engine.inference import evaluate_model
+
+            metrics = evaluate_model(self.model, self.data, self.cfg, self.device, progress=self.progress)
+            record = {"epoch": self.state.epoch, "step": self.state.global_step, **metrics}
+            with open(self.run_dir / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            if self.writer is not None:
+                for k, v in metrics.get("search", {}).items():
+                    self.writer.add_scalar(f"eval/{k}", v, self.state.global_step)
+        barrier(self.info)
+        return metrics
+
+    def train(self) -> Path:
+        t = self.cfg["train"]
+        epochs = int(t["epochs"])
+        if self.info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.run_dir / "config.yaml")
+            self._open_writer()
+            self.log(
+                f"training on {self.device} x{self.info.world_size}: {len(self.dataset)} images, "
+                f"{len(self.class_map)} identities, {self.iters_per_epoch} iterations/epoch"
+                + (f", resumed at epoch {self.state.epoch + 1} iteration {self.state.iteration}"
+                   if self.checkpoint_state else "")
+            )
+        barrier(self.info)
+        eval_period = int(t["eval_period"])
+        try:
+            while self.state.epoch < epochs:
+                start = time.perf_counter()
+                means = self.run_epoch()
+                finished = self.state.epoch + 1
+                self.log(f"epoch {finished}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(means.items()))
+                         + f" ({time.perf_counter() - start:.0f} s)")
+                self.state = TrainState(finished, 0, self.state.global_step)
+                if finished % int(t["checkpoint_period"]) == 0 or finished == epochs:
+                    self.checkpoint(epoch_checkpoint_name(finished))
+                due = eval_period > 0 and finished % eval_period == 0
+                if eval_period >= 0 and (due or finished == epochs):
+                    metrics = self.evaluate()
+                    if metrics is not None:
+                        s = metrics["search"]
+                        self.log(f"epoch {finished} eval: mAP={s['mAP']:.4f} top1={s['top1']:.4f}")
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            shutdown(self.info)
+        return self.run_dir
