@@ -92,12 +92,35 @@ def test_train_mode_losses_and_outputs() -> None:
     torch.testing.assert_close(gt.probabilities.sum(1), torch.ones(3))
     assert outputs["gt_labels"].tolist() == [0, -1, 3]
     assert outputs["extra"].embeddings.shape == (3, 256)
-    sum(losses.values()).backward()
+    # A distillation wrapper may back-propagate through the GT / extra Re-ID outputs after the OIM update.
+    distill = gt.probabilities.log().mean() + outputs["extra"].embeddings.sum() + outputs["extra"].probabilities.sum()
+    (sum(losses.values()) + distill).backward()
     assert model.reid_head.projection.weight.grad is not None
     assert model.roi_heads.box_head.cls_score.weight.grad is not None
     assert model.rpn.head.conv[0][0].weight.grad is not None
     assert model.oim.lut[0].norm() > 0.99 and model.oim.lut[3].norm() > 0.99  # labelled slots written
     assert int(model.oim.cq_ptr) > 0  # unlabelled person pushed
+
+
+def test_degenerate_box_is_rejected() -> None:
+    model = tiny_model()
+    model.train()
+    images, targets = batch()
+    targets[0]["boxes"][0, 2] = 5.0
+    with pytest.raises(ValueError, match="degenerate"):
+        model(images, targets)
+
+
+def test_reid_outputs_hook() -> None:
+    model = tiny_model()
+    model.eval()
+    images, targets = batch()
+    image_list, _ = model.transform(images, None)
+    features = model.features(image_list)
+    out = model.reid_outputs(features, [targets[0]["boxes"], torch.zeros((0, 4))])
+    assert out.counts == [2, 0] and out.embeddings.shape == (2, 256) and out.probabilities.shape == (2, NUM_IDS)
+    embeddings, probabilities = out.split()
+    assert embeddings[1].shape == (0, 256) and probabilities[0].shape == (2, NUM_IDS)
 
 
 def test_image_without_people_trains() -> None:
@@ -167,9 +190,7 @@ def test_weights_loaded_from_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     model = build_model(tiny_config(backbone={"pretrained": "imagenet"}), num_classes=2)
     torch.testing.assert_close(model.backbone[0].weight, reference["conv1.weight"])
     torch.testing.assert_close(model.reid_head.res5[0][0].conv1.weight, reference["layer4.0.conv1.weight"])
-    torch.testing.assert_close(
-        model.roi_heads.box_head.res5[0][0].conv1.weight, reference["layer4.0.conv1.weight"]
-    )
+    torch.testing.assert_close(model.roi_heads.box_head.res5[0][0].conv1.weight, reference["layer4.0.conv1.weight"])
 
 
 def synthetic_scene() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:

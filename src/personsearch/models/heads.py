@@ -38,9 +38,7 @@ class DetectionHead(nn.Module):
 class ReIDHead(nn.Module):
     """res5 -> global pooling -> linear -> BatchNorm1d -> L2-normalised embedding [N, D] (fp32)."""
 
-    def __init__(
-        self, res5: nn.Module, in_channels: int, embedding_dim: int = 256, pooling: str = "avg"
-    ) -> None:
+    def __init__(self, res5: nn.Module, in_channels: int, embedding_dim: int = 256, pooling: str = "avg") -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")

@@ -47,6 +47,14 @@ def gather_features_and_labels(features: Tensor, labels: Tensor) -> tuple[Tensor
     return _gather_rows(features, sizes), _gather_rows(labels, sizes)
 
 
+def _labelled_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy over rows with a label >= 0; a zero in the graph when there is none."""
+    labelled = labels >= 0
+    if not bool(labelled.any()):  # cross-entropy averaging over nothing would be NaN
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[labelled], labels[labelled])
+
+
 class OIMLoss(nn.Module):
     """OIM loss with LUT momentum update and a circular queue of unlabelled features."""
 
@@ -102,11 +110,7 @@ class OIMLoss(nn.Module):
         """
         labels = labels.to(device=features.device, dtype=torch.long)
         logits = self.logits(features)
-        targets = torch.where(labels >= 0, labels, torch.full_like(labels, -100))
-        if bool((targets >= 0).any()):
-            loss = F.cross_entropy(logits, targets, ignore_index=-100)
-        else:
-            loss = logits.sum() * 0.0
+        loss = _labelled_cross_entropy(logits, labels)
         if self.training if update is None else update:
             self.update_memory(features, labels)
         return loss

@@ -32,6 +32,19 @@ class ReIDOutput:
         return self.embeddings.split(self.counts), self.probabilities.split(self.counts)
 
 
+def check_targets(targets: list[dict[str, Tensor]]) -> None:
+    """Every target has ``boxes`` [N, 4] with positive width and height and ``labels`` [N]."""
+    for i, t in enumerate(targets):
+        boxes, labels = t.get("boxes"), t.get("labels")
+        if boxes is None or labels is None:
+            raise ValueError(f"target {i} needs 'boxes' and 'labels'")
+        if boxes.dim() != 2 or boxes.shape[1] != 4 or labels.shape != boxes.shape[:1]:
+            raise ValueError(f"target {i}: boxes must be [N, 4] and labels [N]")
+        bad = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+        if bool(bad.any()):
+            raise ValueError(f"target {i}: degenerate box {boxes[bad][0].tolist()} (need x2 > x1, y2 > y1)")
+
+
 class PersonSearchModel(nn.Module):
     """End-to-end person search (torchvision GeneralizedRCNN style).
 
@@ -110,7 +123,7 @@ class PersonSearchModel(nn.Module):
         query_boxes: list[Tensor] | None = None,
         extra_boxes: list[Tensor] | None = None,
         return_outputs: bool = False,
-    ):
+    ) -> dict[str, Tensor] | tuple[dict[str, Tensor], dict[str, object]] | list[dict[str, Tensor]] | list[Tensor]:
         """Losses (train), detections (eval) or query embeddings (``query_boxes``); see the class doc."""
         if query_boxes is not None:
             return self.extract_query_features(images, query_boxes)
@@ -128,6 +141,7 @@ class PersonSearchModel(nn.Module):
         extra_boxes: list[Tensor] | None = None,
     ) -> tuple[dict[str, Tensor], dict[str, object]]:
         """All training losses, plus the Re-ID outputs of GT (and ``extra_boxes``) for distillation."""
+        check_targets(targets)
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         image_list, resized = self.transform(images, targets)
         assert resized is not None
