@@ -73,9 +73,11 @@ class GalleryProtocol:
     """CUHK-SYSU's per-query galleries of one ``TestG{size}.mat`` file, in compact arrays.
 
     ``entries[q]`` lists the gallery entries of query ``q`` in file order as indices into
-    ``gallery_names`` (entries may repeat an image; see spec 1.7). ``positive[q, k]`` is true when entry
-    ``k`` carries a box of the query person, given in ``boxes_xywh[q, k]`` (x, y, w, h as int32, as in the
-    file; zeros for negatives).
+    ``gallery_names`` (entries may repeat an image; see spec 1.7; ``-1`` pads shorter rows).
+    ``positive[q, k]`` is true when entry ``k`` carries a box of the query person. The boxes of the
+    positive entries are stored sparsely in ``positive_boxes_xywh`` (x, y, w, h as int32, as in the file),
+    in ``np.nonzero(positive)`` order; ``boxes_xywh[q, k]`` gives the dense ``(Q, N, 4)`` view (zeros for
+    negatives), built on first use (large for ``TestG4000``).
     """
 
     size: int
@@ -84,7 +86,33 @@ class GalleryProtocol:
     query_boxes_xywh: np.ndarray  # (Q, 4) int32
     entries: np.ndarray  # (Q, N) int32
     positive: np.ndarray  # (Q, N) bool
-    boxes_xywh: np.ndarray  # (Q, N, 4) int32 (zeros where not positive)
+    positive_boxes_xywh: np.ndarray  # (P, 4) int32, P = positive.sum()
+
+    @classmethod
+    def from_dense(
+        cls,
+        size: int,
+        gallery_names: list[str],
+        query_names: list[str],
+        query_boxes_xywh: np.ndarray,
+        entries: np.ndarray,
+        positive: np.ndarray,
+        boxes_xywh: np.ndarray,
+    ) -> GalleryProtocol:
+        """Build from a dense ``(Q, N, 4)`` box array."""
+        positive = np.asarray(positive, dtype=bool)
+        boxes = np.asarray(boxes_xywh, dtype=np.int32)[positive]
+        return cls(size, gallery_names, query_names, query_boxes_xywh, entries, positive, boxes)
+
+    @property
+    def boxes_xywh(self) -> np.ndarray:
+        """Dense ``(Q, N, 4)`` int32 boxes (zeros where not positive)."""
+        dense = self.__dict__.get("_dense_boxes")
+        if dense is None:
+            dense = np.zeros((*np.shape(self.positive), 4), dtype=np.int32)
+            dense[np.asarray(self.positive, dtype=bool)] = self.positive_boxes_xywh
+            self.__dict__["_dense_boxes"] = dense
+        return dense
 
     @property
     def num_queries(self) -> int:

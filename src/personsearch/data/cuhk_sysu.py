@@ -191,7 +191,7 @@ def load_gallery_protocol(root: str | Path, size: int) -> GalleryProtocol:
         [path, root / POOL_MAT],
         lambda: _parse_protocol_mat(path, size, pool),
     )
-    return GalleryProtocol(
+    return GalleryProtocol.from_dense(
         size=size,
         gallery_names=pool,
         query_names=[str(n) for n in arrays["query_names"]],
