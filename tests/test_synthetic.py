@@ -46,9 +46,7 @@ def read_cuhk(root: Path) -> dict:
     for index, item in enumerate(train):
         for img_name, box, _ in item[0, 0][2].squeeze():
             name = str(img_name[0])
-            unmatched += not _set_pid(
-                boxes_of[name], pids_of[name], box.squeeze().astype(np.int32), index + 1
-            )
+            unmatched += not _set_pid(boxes_of[name], pids_of[name], box.squeeze().astype(np.int32), index + 1)
     protoc = loadmat(ann / "test" / "train_test" / "TestG50.mat")["TestG50"].squeeze()
     queries = []
     for index, item in enumerate(protoc):
@@ -61,9 +59,7 @@ def read_cuhk(root: Path) -> dict:
             name = str(im_name[0])
             if box.size == 0:
                 break
-            unmatched += not _set_pid(
-                boxes_of[name], pids_of[name], box.squeeze().astype(np.int32), index + 1
-            )
+            unmatched += not _set_pid(boxes_of[name], pids_of[name], box.squeeze().astype(np.int32), index + 1)
     for b in boxes_of.values():
         b[:, 2:] += b[:, :2]
     train_names = sorted(set(order) - set(pool))
@@ -403,6 +399,7 @@ def test_deterministic(cuhk, prw, tmp_path):
     ):
         assert (again.root / rel).read_bytes() == (cuhk.root / rel).read_bytes(), rel
     other = generate_dataset("prw", tmp_path / "other", preset="tiny", seed=1)
+    assert generate_dataset("prw", tmp_path / "other", preset="tiny", seed=1).images == other.images  # rerun
     assert (other.root / "query_info.txt").read_bytes() != (prw.root / "query_info.txt").read_bytes()
     assert (other.root / "frame_test.mat").read_bytes() != (prw.root / "frame_test.mat").read_bytes()
 
@@ -427,5 +424,10 @@ def test_bad_arguments(tmp_path):
         generate_dataset("prw", blocker)
     with pytest.raises(DatasetError):
         generate_dataset("prw", blocker / "sub")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("keep")
+    with pytest.raises(DatasetError, match="not empty"):
+        generate_dataset("prw", tmp_path / "full")
+    assert (tmp_path / "full" / "mine.txt").read_text() == "keep"
     with pytest.raises(DatasetError):
         write_preview(tmp_path / "missing", "prw", tmp_path / "x.png")

@@ -22,6 +22,7 @@ XYWH = tuple[int, int, int, int]
 # Test identities that carry the TestG quirks of spec §1.7 (by test-id position).
 Q_DIFF_BOX, Q_SAME_BOX, Q_REPEATED, G_TWICE = 0, 1, 2, 3
 NUM_ZERO_SIZE = 3
+GALLERY_SIZES = (50, 100, 500, 1000, 2000, 4000)  # every size that fits the pool is written
 
 
 @dataclass
@@ -50,9 +51,7 @@ def _names(rng: np.random.Generator, n: int) -> list[str]:
     return [f"s{int(k)}.jpg" for k in numbers]
 
 
-def _spread(
-    rng: np.random.Generator, counts: np.ndarray, k: int, exclude: set[int] | None = None
-) -> list[int]:
+def _spread(rng: np.random.Generator, counts: np.ndarray, k: int, exclude: set[int] | None = None) -> list[int]:
     """``k`` distinct image positions, preferring images with few people so far."""
     weights = 1.0 / (1.0 + counts.astype(np.float64)) ** 2
     if exclude:
@@ -174,9 +173,7 @@ def _build_queries(
         if t == Q_REPEATED:
             pos = [pos[0], pos[0]]
             quirks.append(Quirk("single_positive_repeated", pos[0][0], t))
-        queries.append(
-            _Query(q_im.name, q_slot.boxes[0], q_slot.ishard, idnames[t], pos, {im.name for im, _ in items})
-        )
+        queries.append(_Query(q_im.name, q_slot.boxes[0], q_slot.ishard, idnames[t], pos, {im.name for im, _ in items}))
     return queries, quirks
 
 
@@ -191,7 +188,7 @@ def _keep_pairs_adjacent(pos: list[tuple[str, XYWH, int]]) -> list[tuple[str, XY
 
 def _fitting_sizes(preset: Preset, queries: list[_Query], pool: list[str]) -> list[int]:
     sizes = []
-    for n in preset.cuhk_gallery_sizes:
+    for n in GALLERY_SIZES:
         if all(len(q.positives) < n <= len(q.positives) + len(pool) - len(q.excluded) for q in queries):
             sizes.append(n)
     if 50 not in sizes:
@@ -245,10 +242,7 @@ def _person_rows(occ: list[list[tuple[_Image, _Slot]]], idnames: list[str]) -> l
 
 
 def _train_mat(occ: list[list[tuple[_Image, _Slot]]], idnames: list[str]) -> np.ndarray:
-    cells = [
-        matio.struct_array(("idname", "nAppear", "scene"), [row], (1, 1))
-        for row in _person_rows(occ, idnames)
-    ]
+    cells = [matio.struct_array(("idname", "nAppear", "scene"), [row], (1, 1)) for row in _person_rows(occ, idnames)]
     return matio.cell_column(cells)
 
 

@@ -55,9 +55,7 @@ def random_pose(rng: np.random.Generator) -> Pose:
         stride=float(rng.uniform(0.22, 0.42) if walking else rng.uniform(0.0, 0.07)),
         arm_swing=float(rng.uniform(0.2, 0.5) if walking else rng.uniform(0.0, 0.12)),
         arm_spread=float(rng.uniform(0.04, 0.3)),
-        elbow_bend=float(
-            rng.choice([0.0, rng.uniform(0.1, 0.4), rng.uniform(0.8, 1.5)], p=[0.4, 0.45, 0.15])
-        ),
+        elbow_bend=float(rng.choice([0.0, rng.uniform(0.1, 0.4), rng.uniform(0.8, 1.5)], p=[0.4, 0.45, 0.15])),
         lean=float(rng.uniform(0.0, 0.05) if walking else 0.0),
     )
 
@@ -194,9 +192,7 @@ class _Builder:
         app, r = self.app, self.head_r
         cx, cy = self.lean, self.head_r + 0.005
         self.poly(
-            _limb(
-                np.array([cx * 0.8, self.neck_y - 0.01]), np.array([cx * 0.6, self.sh_y + 0.01]), 0.045, 0.05
-            ),
+            _limb(np.array([cx * 0.8, self.neck_y - 0.01]), np.array([cx * 0.6, self.sh_y + 0.01]), 0.045, 0.05),
             app.skin,
         )
         self.ellipse(_ellipse(cx, cy, r * 0.92, r), app.hair)

@@ -20,7 +20,6 @@ class Preset:
     cuhk_train_ids: int
     cuhk_test_ids: int  # one query per test identity, as in the real protocol
     cuhk_sizes: tuple[tuple[int, int], ...]  # candidate (width, height) of scene images
-    cuhk_gallery_sizes: tuple[int, ...]  # sizes to write when the pool allows them
     # PRW
     prw_train_frames: int
     prw_test_frames: int
@@ -42,7 +41,6 @@ PRESETS: dict[str, Preset] = {
         cuhk_train_ids=12,
         cuhk_test_ids=10,
         cuhk_sizes=((400, 300), (320, 400), (480, 360), (360, 360)),
-        cuhk_gallery_sizes=(50,),
         prw_train_frames=36,
         prw_test_frames=40,
         prw_train_ids=12,
@@ -60,7 +58,6 @@ PRESETS: dict[str, Preset] = {
         cuhk_train_ids=80,
         cuhk_test_ids=50,
         cuhk_sizes=((480, 360), (640, 480), (560, 420), (480, 480), (600, 400)),
-        cuhk_gallery_sizes=(50, 100),
         prw_train_frames=200,
         prw_test_frames=160,
         prw_train_ids=60,
@@ -78,7 +75,6 @@ PRESETS: dict[str, Preset] = {
         cuhk_train_ids=300,
         cuhk_test_ids=200,
         cuhk_sizes=((480, 360), (640, 480), (800, 600), (600, 800), (720, 480)),
-        cuhk_gallery_sizes=(50, 100, 500),
         prw_train_frames=700,
         prw_test_frames=600,
         prw_train_ids=200,

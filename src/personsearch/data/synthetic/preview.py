@@ -55,9 +55,7 @@ def _prw(root: Path) -> list[Annotated]:
             anno = loadmat(root / "annotations" / f"{name}.jpg.mat")
             rows = next(anno[k] for k in ("box_new", "anno_file", "anno_previous") if k in anno)
             boxes = [(int(x), int(y), int(x + w), int(y + h)) for _, x, y, w, h in rows]
-            out.append(
-                (root / "frames" / f"{name}.jpg", boxes, [int(p) if p >= 0 else -1 for p in rows[:, 0]])
-            )
+            out.append((root / "frames" / f"{name}.jpg", boxes, [int(p) if p >= 0 else -1 for p in rows[:, 0]]))
     return out
 
 
@@ -74,9 +72,7 @@ def _thumb(path: Path, boxes: list[tuple[int, int, int, int]], pids: list[int]) 
     return scene
 
 
-def write_preview(
-    root: str | Path, fmt: str, out_png: str | Path, num_scenes: int = 12, seed: int = 0
-) -> Path:
+def write_preview(root: str | Path, fmt: str, out_png: str | Path, num_scenes: int = 12, seed: int = 0) -> Path:
     """Draw ``num_scenes`` scenes of the dataset at ``root`` with boxes and ids into ``out_png``.
 
     Labelled boxes are green with their id, unlabelled ones red with "?".

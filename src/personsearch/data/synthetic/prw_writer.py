@@ -215,9 +215,7 @@ def write_prw(root: Path, preset: Preset, seed: int) -> SyntheticDataset:
     rng = np.random.default_rng([seed, 1])
     train, test = _frames(rng, preset.prw_train_frames, preset.prw_test_frames)
     n_ids = preset.prw_train_ids + preset.prw_test_ids
-    test_pids = sorted(
-        int(p) for p in rng.choice(np.arange(1, n_ids + 1), preset.prw_test_ids, replace=False)
-    )
+    test_pids = sorted(int(p) for p in rng.choice(np.arange(1, n_ids + 1), preset.prw_test_ids, replace=False))
     train_pids = [p for p in range(1, n_ids + 1) if p not in set(test_pids)]
     train_apps, train_pairs = make_identities(rng, len(train_pids))
     test_apps, test_pairs = make_identities(rng, len(test_pids))
@@ -229,8 +227,7 @@ def write_prw(root: Path, preset: Preset, seed: int) -> SyntheticDataset:
 
     styles = {c: make_camera_style(rng) for c in CAMERAS}
     backgrounds = {
-        c: render_background(child_rng(seed, 4, c), frame_size(c, preset.prw_scale), styles[c])
-        for c in CAMERAS
+        c: render_background(child_rng(seed, 4, c), frame_size(c, preset.prw_scale), styles[c]) for c in CAMERAS
     }
     for sub in ("frames", "annotations", "query_box"):
         (root / sub).mkdir(parents=True, exist_ok=True)

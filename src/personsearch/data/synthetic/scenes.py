@@ -171,9 +171,7 @@ def render_background(rng: np.random.Generator, size: tuple[int, int], style: Ca
         _buildings(draw, rng, w, hz)
     for _ in range(int(rng.integers(2, 4))):  # road / pavement markings
         y = rng.uniform(hz, h)
-        draw.line(
-            [0, y, w, y + rng.uniform(-20, 20)], fill=_color(rng, 150, 240), width=int(rng.integers(1, 4))
-        )
+        draw.line([0, y, w, y + rng.uniform(-20, 20)], fill=_color(rng, 150, 240), width=int(rng.integers(1, 4)))
     n = int(rng.integers(3, 7)) + w * h // 120_000
     for fy in sorted(rng.uniform(hz + 0.02 * h, h, n)):
         s = nominal_height(fy, hz, h) * rng.uniform(0.8, 1.2)
@@ -203,9 +201,7 @@ def _try_place(
         fy = -fig.bbox[1] - rng.uniform(2, max(3.0, 0.1 * nominal))  # head above the frame
     else:
         fy = hz + 0.03 * h + (h - 2 - hz - 0.03 * h) * float(rng.random() ** 0.8)
-        fig = build_figure(
-            req.appearance, random_pose(rng), nominal_height(fy, hz, h) * rng.uniform(0.9, 1.1)
-        )
+        fig = build_figure(req.appearance, random_pose(rng), nominal_height(fy, hz, h) * rng.uniform(0.9, 1.1))
         fy = min(fy, h - 1 - fig.bbox[3])
         fy = max(fy, -fig.bbox[1] + 1)  # the whole person inside the image
     x0, x1 = fig.bbox[0], fig.bbox[2]
@@ -266,13 +262,33 @@ def _occluder(draw: ImageDraw.ImageDraw, rng: np.random.Generator, box: tuple[fl
         )
 
 
+_NOISE_TILE = 512
+
+
+def _noise_tile() -> np.ndarray:
+    """A fixed unit-variance noise tile; windows of it are the per-image sensor noise (cheap)."""
+    if not hasattr(_noise_tile, "tile"):
+        tile = np.random.default_rng(12345).standard_normal((_NOISE_TILE, _NOISE_TILE), dtype=np.float32)
+        _noise_tile.tile = tile  # type: ignore[attr-defined]
+    return _noise_tile.tile  # type: ignore[attr-defined]
+
+
+def _noise(rng: np.random.Generator, h: int, w: int, sigma: float) -> np.ndarray:
+    tile = _noise_tile()
+    reps = (h // _NOISE_TILE + 2, w // _NOISE_TILE + 2)
+    big = np.tile(tile, reps)
+    oy, ox = int(rng.integers(_NOISE_TILE)), int(rng.integers(_NOISE_TILE))
+    return np.rint(big[oy : oy + h, ox : ox + w] * sigma).astype(np.int16)
+
+
 def _apply_camera(rng: np.random.Generator, img: Image.Image, style: CameraStyle) -> Image.Image:
-    """Colour cast, contrast, brightness and sensor noise (vectorised), then optical blur."""
-    arr = np.asarray(img, dtype=np.float32)
-    arr = (arr - 128.0) * style.contrast + 128.0 + style.brightness + rng.uniform(-8, 8)
-    arr *= np.asarray(style.gain, dtype=np.float32)
-    noise = rng.standard_normal(arr.shape[:2], dtype=np.float32)[:, :, None] * style.noise
-    arr += noise
+    """Colour cast, contrast and brightness (one lookup table), sensor noise, then optical blur."""
+    level = np.arange(256, dtype=np.float32)
+    shift = style.brightness + rng.uniform(-8, 8)
+    lut = [np.clip(((level - 128.0) * style.contrast + 128.0 + shift) * g, 0, 255) for g in style.gain]
+    img = img.point(np.concatenate(lut).astype(np.uint8).tolist())
+    w, h = img.size
+    arr = np.asarray(img, dtype=np.int16) + _noise(rng, h, w, style.noise)[:, :, None]
     out = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="RGB")
     if style.blur > 0:
         out = out.filter(ImageFilter.GaussianBlur(style.blur))
