@@ -33,6 +33,7 @@ BASE_DEFAULTS: dict[str, Any] = {
     "train": {
         "epochs": 20,
         "batch_size": 5,
+        "optimizer": "sgd",  # sgd (paper recipe) | adamw (faster from scratch, e.g. without ImageNet weights)
         "lr": 0.003,
         "momentum": 0.9,
         "weight_decay": 0.0005,

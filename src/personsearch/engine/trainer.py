@@ -65,6 +65,17 @@ def move_targets(targets: tuple[dict, ...], device: torch.device) -> list[dict]:
     return [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
 
 
+def build_optimizer(params: list[torch.nn.Parameter], t: dict[str, Any]) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's recipe) or AdamW."""
+    name = str(t["optimizer"]).lower()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=float(t["lr"]), momentum=float(t["momentum"]),
+                               weight_decay=float(t["weight_decay"]))
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
+    raise PersonSearchError(f"train.optimizer={name!r}: expected sgd or adamw")
+
+
 @dataclass
 class TrainState:
     """Where a run is: the next epoch and iteration inside it, and the global iteration count."""
@@ -116,9 +127,7 @@ class Trainer:
                 find_unused_parameters=True,
             )
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(
-            params, lr=float(t["lr"]), momentum=float(t["momentum"]), weight_decay=float(t["weight_decay"])
-        )
+        self.optimizer = build_optimizer(params, t)
         self.scheduler = build_scheduler(self.optimizer, t, self.iters_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
         self.state = TrainState()
