@@ -204,7 +204,7 @@ def synthetic_scene() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]
 
 @pytest.mark.slow
 def test_overfit_one_synthetic_image() -> None:
-    model = tiny_model()
+    model = tiny_model(transform={"min_size": 128, "max_size": 160})
     model.train()
     images, targets = synthetic_scene()
     params = [p for p in model.parameters() if p.requires_grad]

@@ -130,6 +130,11 @@ class Trainer:
         self.optimizer = build_optimizer(params, t)
         self.scheduler = build_scheduler(self.optimizer, t, self.iters_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
+        self.distiller = None
+        if cfg.get("distill", {}).get("teacher"):
+            from personsearch.distill import build_distiller
+
+            self.distiller = build_distiller(cfg, self.data, self.class_map, self.device)
         self.state = TrainState()
         self.writer = None
         if self.checkpoint_state is not None:
@@ -193,7 +198,12 @@ class Trainer:
     def train_step(self, images: list[torch.Tensor], targets: list[dict]) -> dict[str, float]:
         t = self.cfg["train"]
         with autocast_context(self.amp, self.device):
-            losses = self.ddp_model(images, targets)
+            if self.distiller is None:
+                losses = self.ddp_model(images, targets)
+            else:
+                extra_boxes = self.distiller.extra_boxes(images, targets)
+                losses, outputs = self.ddp_model(images, targets, extra_boxes=extra_boxes, return_outputs=True)
+                losses.update(self.distiller.losses(images, targets, outputs))
         loss = sum(losses.values())
         if not torch.isfinite(loss):
             values = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
