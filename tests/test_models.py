@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,15 @@ from personsearch.models.weights import resolve_pretrained, torchvision_cache_pa
 
 LOSS_KEYS = {"loss_rpn_objectness", "loss_rpn_box", "loss_box_cls", "loss_box_reg", "loss_oim"}
 NUM_IDS = 4
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared, loaded CPU this is about twice as fast as two."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def tiny_config(**overrides: dict) -> dict:
