@@ -13,6 +13,7 @@ gallery positives up to the first negative entry, as the reference loaders do).
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -178,8 +179,34 @@ def load_pool_names(root: str | Path) -> list[str]:
     return [str(n) for n in _cached("cuhk-pool", Path(root) / POOL_MAT, _parse_pool_mat)["names"]]
 
 
+def _build_protocol(path: Path, size: int, pool: list[str]) -> dict[str, np.ndarray]:
+    """Compact protocol arrays: the fast streaming reader, or scipy when it meets anything unexpected."""
+    from personsearch.data.mat5 import Mat5Unsupported, read_protocol
+
+    try:
+        return read_protocol(path, f"TestG{size}", pool)
+    except Mat5Unsupported:
+        pass
+    except KeyError as exc:
+        raise DatasetError(f"{path}: gallery image {exc.args[0]} is not in pool.mat") from None
+    except (OSError, ValueError, IndexError, struct.error) as exc:
+        raise DatasetError(f"{path}: not a readable MATLAB file ({exc.__class__.__name__}: {exc})") from None
+    dense = _parse_protocol_mat(path, size, pool)
+    return {
+        "query_names": dense["query_names"],
+        "query_boxes_xywh": dense["query_boxes_xywh"],
+        "entries": dense["entries"],
+        "positive": dense["positive"],
+        "positive_boxes_xywh": dense["boxes_xywh"][dense["positive"]].astype(np.int32).reshape(-1, 4),
+    }
+
+
 def load_gallery_protocol(root: str | Path, size: int) -> GalleryProtocol:
-    """The per-query galleries of ``TestG{size}.mat`` (entries index the ``pool.mat`` order)."""
+    """The per-query galleries of ``TestG{size}.mat`` (entries index the ``pool.mat`` order).
+
+    Parsed once by a streaming reader (``personsearch.data.mat5``; scipy as the fallback) into compact
+    arrays cached outside the dataset folder, keyed by the files' paths, sizes and mtimes.
+    """
     root = Path(root)
     pool = load_pool_names(root)
     path = protocol_path(root, size)
@@ -187,18 +214,18 @@ def load_gallery_protocol(root: str | Path, size: int) -> GalleryProtocol:
         present = available_gallery_sizes(root)
         raise DatasetError(f"missing file {path}; gallery sizes present: {present or 'none'}")
     arrays = load_or_build(
-        f"cuhk-testg{size}",
+        f"cuhk-testg{size}-sparse",
         [path, root / POOL_MAT],
-        lambda: _parse_protocol_mat(path, size, pool),
+        lambda: _build_protocol(path, size, pool),
     )
-    return GalleryProtocol.from_dense(
+    return GalleryProtocol(
         size=size,
         gallery_names=pool,
         query_names=[str(n) for n in arrays["query_names"]],
         query_boxes_xywh=arrays["query_boxes_xywh"],
         entries=arrays["entries"],
         positive=arrays["positive"],
-        boxes_xywh=arrays["boxes_xywh"],
+        positive_boxes_xywh=arrays["positive_boxes_xywh"],
     )
 
 

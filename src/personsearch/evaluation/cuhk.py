@@ -63,13 +63,14 @@ def cuhk_blocks(
         b = len(queries)
         e = entries[queries]
         valid = e >= 0
-        keys = np.arange(b)[:, None] * num_g + np.where(valid, e, 0)
-        table = np.bincount(keys[valid], minlength=b * num_g)
         first = valid.copy()
-        for key in np.flatnonzero(table > 1).tolist():
-            q, img = divmod(key, num_g)
-            ks = np.flatnonzero(e[q] == img)
-            first[q, ks[1:]] = False
+        ordered = np.sort(e, axis=1)
+        repeats = np.flatnonzero(((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any(axis=1))
+        for q in repeats.tolist():  # rare: keep the first entry of each image (SeqNet)
+            _, first_k = np.unique(e[q], return_index=True)
+            first[q] = False
+            first[q, first_k] = True
+            first[q] &= valid[q]
         take = first & (count[np.maximum(e, 0)] > 0)
         qi, k = np.nonzero(take)
         pair_image = e[qi, k]
@@ -83,7 +84,9 @@ def cuhk_blocks(
         rank = k.astype(np.int64)
         context = np.ones(len(qi), dtype=bool)
         if full_set:
-            seen = (table > 0).reshape(b, num_g)
+            seen = np.zeros((b, num_g), dtype=bool)
+            rows = np.repeat(np.arange(b), width).reshape(b, width)
+            seen[rows[valid], e[valid]] = True
             extra = (count > 0)[None, :] & ~seen
             qimg = query_image[queries]
             has_img = qimg >= 0
