@@ -54,6 +54,8 @@ def prw_blocks(
     has = gallery.count > 0
     per_query = np.full(len(data.queries), int(gallery.count.sum()))
     for queries in plan_blocks(per_query, budget):
+        if cross_camera:  # group by camera: each frame's allowed queries form few consecutive runs
+            queries = queries[np.argsort(qcam[queries], kind="stable")]
         b = len(queries)
         allowed = np.ones((b, num_g), dtype=bool)
         qf = qframe[queries]

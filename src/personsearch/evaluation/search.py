@@ -19,6 +19,7 @@ relaxed IoU threshold. Queries are processed in blocks; inside a block the work 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -141,20 +142,37 @@ class BlockEngine:
         pair_off[corder] = off_c
         sims = np.empty(int(n.sum()), dtype=np.float32)
         img_c = block.pair_image[corder]
-        qglob = block.queries[block.pair_query[corder]]
+        local_q = block.pair_query[corder]
+        qblock = np.ascontiguousarray(self.query_features[block.queries])
         cuts = np.flatnonzero(img_c[1:] != img_c[:-1]) + 1
-        starts = np.concatenate([[0], cuts]).tolist()
-        ends = np.concatenate([cuts, [len(img_c)]]).tolist()
+        starts = np.concatenate([[0], cuts])
+        ends = np.concatenate([cuts, [len(img_c)]])
+        images = img_c[starts]
+        # runs of consecutive block queries need no gather (a strided view feeds the same gemv)
+        breaks = np.ones(len(img_c), dtype=bool)
+        breaks[1:] = (local_q[1:] != local_q[:-1] + 1) | (img_c[1:] != img_c[:-1])
+        runs = np.add.reduceat(breaks.astype(np.int64), starts) if len(starts) else starts
         feats = g.features
-        qfeats = self.query_features
-        for s, e in zip(starts, ends, strict=True):
-            img = int(img_c[s])
-            a = int(g.start[img])
-            k = int(g.count[img])
-            o = int(off_c[s])
+        for s, e, a, k, o, r in zip(
+            starts.tolist(),
+            ends.tolist(),
+            g.start[images].tolist(),
+            g.count[images].tolist(),
+            off_c[starts].tolist(),
+            runs.tolist(),
+            strict=True,
+        ):
             # one gemv per query, the same kernel as the reference's per-image feat_g @ feat_q
-            prod = np.matmul(feats[a : a + k], qfeats[qglob[s:e]][:, :, None])
-            sims[o : o + (e - s) * k] = prod.reshape(-1)
+            f = feats[a : a + k]
+            if r > 4:
+                out = sims[o : o + (e - s) * k].reshape(e - s, k, 1)
+                np.matmul(f, qblock[local_q[s:e]][:, :, None], out=out)
+                continue
+            run_starts = [*(np.flatnonzero(breaks[s:e]) + s).tolist(), e]
+            for rs, re_ in itertools.pairwise(run_starts):
+                q0 = int(local_q[rs])
+                out = sims[o + (rs - s) * k : o + (re_ - s) * k].reshape(re_ - rs, k, 1)
+                np.matmul(f, qblock[q0 : q0 + re_ - rs][:, :, None], out=out)
         self.pair_off = pair_off
         self.pair_n = n
         self.sims = sims
@@ -232,29 +250,34 @@ class BlockEngine:
         tp_items = self._true_positives()
         labels = np.zeros(len(self.sims), dtype=bool)
         labels[tp_items] = True
-        order = np.argsort(self.pair_off)
-        self.item_pair = np.repeat(order, self.pair_n[order])
-        item_query = block.pair_query[self.item_pair]
+        by_off = np.argsort(self.pair_off)
+        off_sorted = self.pair_off[by_off]
+        query_sorted = block.pair_query[by_off]
 
-        tp_q = item_query[tp_items].astype(np.int64)
+        def query_of(items: np.ndarray) -> np.ndarray:
+            return query_sorted[np.searchsorted(off_sorted, items, side="right") - 1]
+
+        tp_q = query_of(tp_items).astype(np.int64)
         count_tp = np.bincount(tp_q, minlength=nq)
-        keys = _sort_keys(self.sims)
-        tp_keys = (tp_q.astype(np.uint64) << np.uint64(32)) | keys[tp_items].astype(np.uint64)
-        tp_sorted = np.sort(tp_keys)
-        # smallest true-positive key of each query; items below it never matter
-        first_of_q = np.searchsorted(tp_sorted, np.arange(nq, dtype=np.uint64) << np.uint64(32))
         has_tp = count_tp > 0
-        floor = np.full(nq, 1 << 32, dtype=np.uint64)  # above every key: no candidates
-        floor[has_tp] = tp_sorted[first_of_q[has_tp]] & np.uint64(0xFFFFFFFF)
-        cand = keys.astype(np.uint64) >= floor[item_query]
-        cand_keys = (item_query[cand].astype(np.uint64) << np.uint64(32)) | keys[cand].astype(np.uint64)
+        # items below the query's lowest true positive never matter for AP or top-k
+        floor = np.full(nq, np.inf, dtype=np.float32)
+        np.minimum.at(floor, tp_q, self.sims[tp_items])
+        floor_items = np.repeat(floor[query_sorted], self.pair_n[by_off])
+        cand = np.flatnonzero(self.sims >= floor_items)
+        del floor_items
+        cand_q = query_of(cand).astype(np.uint64)
+        cand_keys = (cand_q << np.uint64(32)) | _sort_keys(self.sims[cand]).astype(np.uint64)
         cand_keys.sort()
+        tp_keys = (tp_q.astype(np.uint64) << np.uint64(32)) | _sort_keys(self.sims[tp_items]).astype(np.uint64)
+        tp_sorted = np.sort(tp_keys)
         q_end = (tp_q.astype(np.uint64) + np.uint64(1)) << np.uint64(32)
         n_ge = np.searchsorted(cand_keys, q_end) - np.searchsorted(cand_keys, tp_keys)
         tp_ge = np.searchsorted(tp_sorted, q_end) - np.searchsorted(tp_sorted, tp_keys)
         sums = np.bincount(tp_q, weights=tp_ge / n_ge, minlength=nq)
         with np.errstate(divide="ignore", invalid="ignore"):
             ap = np.where(has_tp & (block.count_gt > 0), sums / np.maximum(block.count_gt, 1), 0.0)
+        self._query_sorted = (off_sorted, by_off)
 
         acc = np.zeros((nq, len(TOPK)))
         qs = np.flatnonzero(has_tp)
@@ -278,11 +301,12 @@ class BlockEngine:
         return outcome
 
     def _detail(self, local_query: int, labels: np.ndarray, ap: float) -> dict:
+        off_sorted, by_off = self._query_sorted
         ranked_items, ranked_labels = self._literal_ranking(local_query, labels)
         top = ranked_items[: self.detail_k]
         rows = []
         for item, label in zip(top.tolist(), ranked_labels[: self.detail_k].tolist(), strict=True):
-            pair = int(self.item_pair[item])
+            pair = int(by_off[np.searchsorted(off_sorted, item, side="right") - 1])
             img = int(self.block.pair_image[pair])
             det = int(self.gallery.start[img]) + item - int(self.pair_off[pair])
             rows.append(
