@@ -93,10 +93,10 @@ def _infer(args: argparse.Namespace):
 
 
 def run_infer(args: argparse.Namespace) -> int:
-    from personsearch.evaluation import save_results
+    from personsearch.evaluation import make_results, save_results
 
     _, arrays = _infer(args)
-    save_results(args.out, arrays)
+    save_results(args.out, make_results(**arrays))
     print(f"results: {args.out}")
     return 0
 
@@ -104,13 +104,15 @@ def run_infer(args: argparse.Namespace) -> int:
 def run_test(args: argparse.Namespace) -> int:
     import json
 
-    from personsearch.evaluation import full_report, results_from_arrays, save_results
+    from personsearch.engine.inference import full_report
+    from personsearch.evaluation import make_results, save_results
 
     data, arrays = _infer(args)
+    results = make_results(**arrays)
     if args.out:
-        save_results(args.out, arrays)
+        save_results(args.out, results)
         print(f"results: {args.out}")
-    report, table = full_report(data, results_from_arrays(arrays, data), det_thresh=args.det_thresh)
+    report, table = full_report(data, results, det_thresh=args.det_thresh)
     print(table)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

@@ -114,6 +114,18 @@ def run_inference(
         }
 
 
+def pick_gallery_size(data: PersonSearchData, wanted: int) -> int | None:
+    """CUHK-SYSU: ``wanted`` if its protocol file exists, else the largest present size below it (or the
+    smallest present); PRW: ``None`` (no gallery-size option)."""
+    if data.name != "cuhk-sysu":
+        return None
+    sizes = data.protocol_sizes
+    if wanted == -1 or wanted in sizes or not sizes:
+        return wanted
+    smaller = [s for s in sizes if s <= wanted]
+    return max(smaller) if smaller else min(sizes)
+
+
 def evaluate_model(
     model: torch.nn.Module,
     data: PersonSearchData,
@@ -122,10 +134,26 @@ def evaluate_model(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Inference + the evaluation protocol with the run's ``eval`` settings."""
-    from personsearch.evaluation import evaluate, results_from_arrays
+    from personsearch.evaluation import evaluate, make_results
 
-    arrays = run_inference(model, data, device, int(cfg["eval"]["batch_size"]), 0, progress)
-    results = results_from_arrays(arrays, data)
     e = cfg["eval"]
-    size = int(e["gallery_size"]) if data.name == "cuhk-sysu" else None
-    return evaluate(data, results, gallery_size=size, det_thresh=float(e["det_thresh"]))
+    arrays = run_inference(model, data, device, int(e["batch_size"]), 0, progress)
+    size = pick_gallery_size(data, int(e["gallery_size"]))
+    return evaluate(data, make_results(**arrays), gallery_size=-1 if size is None else size,
+                    det_thresh=float(e["det_thresh"]))
+
+
+def full_report(data: PersonSearchData, results, det_thresh: float = 0.5) -> tuple[dict[str, Any], str]:
+    """Every standard setting: CUHK-SYSU at each gallery size present plus the full set; PRW with and
+    without same-camera frames. Returns the figures and a printable table."""
+    from personsearch.evaluation import evaluate, evaluate_sweep
+    from personsearch.evaluation.report import format_metrics, format_sweep
+
+    if data.name == "cuhk-sysu":
+        sizes = [s for s in data.protocol_sizes if s > 0] + [-1]
+        report = evaluate_sweep(data, results, sizes, det_thresh=det_thresh)
+        return report, format_sweep(report)
+    same = evaluate(data, results, gallery_size=-1, det_thresh=det_thresh)
+    cross = evaluate(data, results, gallery_size=-1, cross_camera=True, det_thresh=det_thresh, detection=False)
+    report = {"same_camera": same, "cross_camera": cross}
+    return report, format_metrics(same) + "\n" + format_metrics(cross)
