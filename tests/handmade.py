@@ -12,6 +12,8 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
+from personsearch.config import load_config
+
 EMPTY = np.zeros((1, 0))
 
 
@@ -126,3 +128,26 @@ def write_prw(root: Path, line_end: str = "\r\n") -> Path:
     scipy.io.savemat(root / "ID_test.mat", {"ID_test2": np.array([[5, 7]])})
     (root / "query_info.txt").write_bytes("".join(line + line_end for line in PRW_QUERY_LINES).encode())
     return root
+
+
+# A model small enough for CPU tests: ResNet-18, ~128-224 px inputs, few proposals.
+TINY_MODEL = [
+    "model.backbone.arch=resnet18",
+    "model.backbone.pretrained=none",
+    "model.transform.min_size=128",
+    "model.transform.max_size=224",
+    "model.rpn.pre_nms_top_n_train=300",
+    "model.rpn.post_nms_top_n_train=64",
+    "model.rpn.pre_nms_top_n_test=150",
+    "model.rpn.post_nms_top_n_test=32",
+    "model.box_head.batch_size_per_image=32",
+    "model.oim.queue_size=16",
+]
+
+
+def tiny_config(root: Path, out: Path, *extra: str) -> dict:
+    return load_config(
+        None,
+        [f"dataset.root={root}", f"output_dir={out}", "train.batch_size=2", "train.workers=0",
+         "train.eval_period=-1", "train.tensorboard=false", *TINY_MODEL, *extra],
+    )

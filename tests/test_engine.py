@@ -14,28 +14,7 @@ from personsearch.engine.checkpoint import load_checkpoint, save_checkpoint
 from personsearch.engine.schedule import lr_factor
 from personsearch.errors import ConfigError, PersonSearchError
 
-from handmade import write_cuhk
-
-TINY_MODEL = [
-    "model.backbone.arch=resnet18",
-    "model.backbone.pretrained=none",
-    "model.transform.min_size=128",
-    "model.transform.max_size=224",
-    "model.rpn.pre_nms_top_n_train=300",
-    "model.rpn.post_nms_top_n_train=64",
-    "model.rpn.pre_nms_top_n_test=150",
-    "model.rpn.post_nms_top_n_test=32",
-    "model.box_head.batch_size_per_image=32",
-    "model.oim.queue_size=16",
-]
-
-
-def tiny_config(root: Path, out: Path, *extra: str) -> dict:
-    return load_config(
-        None,
-        [f"dataset.root={root}", f"output_dir={out}", "train.batch_size=2", "train.workers=0",
-         "train.eval_period=-1", "train.tensorboard=false", *TINY_MODEL, *extra],
-    )
+from handmade import tiny_config, write_cuhk
 
 
 def test_config_overrides_and_errors(tmp_path):

@@ -46,6 +46,8 @@ BASE_DEFAULTS: dict[str, Any] = {
         "amp": "off",  # off | bf16 | fp16 (CUDA only; ignored with a warning on CPU)
         "workers": 2,
         "device": "auto",  # auto | cpu | cuda | cuda:N
+        "sync_bn": True,  # multi-GPU: SyncBatchNorm for trainable BatchNorm layers (CUDA only)
+        "find_unused_parameters": False,  # DDP option; set true if a configuration leaves weights unused
         "checkpoint_period": 1,  # epochs between checkpoints (the last epoch is always saved)
         "checkpoint_iters": 0,  # also save every N iterations inside an epoch (0 = never)
         "keep_checkpoints": 2,  # how many epoch checkpoints to keep besides last.pth
@@ -58,8 +60,60 @@ BASE_DEFAULTS: dict[str, Any] = {
         "det_thresh": 0.5,
         "batch_size": 1,
     },
-    "distill": {
+    "distill": {  # DKD in student training (docs/dkd.md); weights multiply the terms of method.md
         "teacher": None,  # path to a teacher checkpoint enables distillation
+        "lambda": 1.0,  # L = L_det + lambda * (L_reid + beta_p L_p + beta_pr L_pr + beta_tr L_tr)
+        "beta_p": 1.0,  # probability-aware KD weight (0 disables the term)
+        "beta_pr": 1.0,  # pair-wise relation-aware KD weight
+        "beta_tr": 1.0,  # triplet-wise relation-aware KD weight
+        "kl_direction": "student_teacher",  # KL(p^H || p^M) as printed | teacher_student: KL(p^M || p^H)
+        "tr_margin": 0.3,  # m in L_tr
+        "tr_exclude_same_identity": True,  # L_tr negatives skip boxes of the anchor's identity
+        "tr_exclude_own_copy": True,  # L_tr negatives skip the other view (GT / perturbed) of the same box
+        "include_unlabelled": False,  # B also holds unlabelled GT boxes (default: labelled only)
+        "fsa": True,  # one perturbed copy per box per iteration (FSA for the student, ISA crop for the teacher)
+        "relation_with_copies": True,  # L_pr and L_tr over GT boxes plus their perturbed copies
+        "sia_alpha": None,  # enlargement alpha in pixels; null = the teacher's ISA alpha
+        "sia_dp": None,  # allowed shift dp in teacher-input pixels; null = the teacher's ISA dp
+        "cache": True,  # cache teacher outputs on unperturbed GT boxes (computed once)
+        "teacher_batch": 64,  # crops per teacher forward pass
+    },
+    "teacher": {  # the crop-based Re-ID teacher (personsearch train-teacher; docs/dkd.md)
+        "arch": "resnet50",  # resnet18 | resnet34 | resnet50 | resnet101
+        "pretrained": "auto",  # as model.backbone.pretrained
+        "last_stride": 1,  # stride of layer4 (1: the bag-of-tricks setting)
+        "input_size": [256, 128],  # crop height, width
+        "embedding_dim": None,  # null = model.reid.embedding_dim (the student's, needed by L_tr)
+        "pixel_mean": [0.485, 0.456, 0.406],
+        "pixel_std": [0.229, 0.224, 0.225],
+        "label_smoothing": 0.1,  # identity-loss label smoothing epsilon
+        "triplet_margin": 0.3,  # batch-hard triplet margin
+        "id_weight": 1.0,
+        "triplet_weight": 1.0,
+        "p": 16,  # identities per batch (PK sampling)
+        "k": 4,  # crops per identity per batch
+        "epochs": 120,
+        "optimizer": "adam",  # adam | sgd
+        "lr": 0.00035,
+        "momentum": 0.9,  # sgd only
+        "weight_decay": 0.0005,
+        "warmup_epochs": 10,  # linear warm-up from warmup_factor * lr
+        "warmup_factor": 0.01,
+        "lr_steps": [40, 70],  # epochs at which the lr is multiplied by lr_gamma
+        "lr_gamma": 0.1,
+        "hflip_prob": 0.5,
+        "isa": True,  # image-level SIA on the training crops
+        "isa_alpha": 16.0,  # enlargement alpha (image pixels)
+        "isa_dp": 8.0,  # allowed shift dp (teacher-input pixels)
+        "erase_prob": 0.5,  # random erasing probability
+        "erase_area": [0.02, 0.4],  # erased fraction of the crop area
+        "erase_ratio": 0.3,  # erased aspect ratio in [erase_ratio, 1 / erase_ratio]
+        "batch_size_eval": 64,
+        "eval_period": 0,  # epochs between evaluations (0 = only at the end, -1 = never)
+        "max_iters_per_epoch": 0,  # cap for quick runs (0 = every PK batch of the epoch)
+        "workers": 2,
+        "seed": 0,
+        "device": "auto",
     },
 }
 

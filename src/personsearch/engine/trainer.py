@@ -10,6 +10,7 @@ where the run stopped.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import time
@@ -63,6 +64,26 @@ def autocast_context(amp: str, device: torch.device):
 
 def move_targets(targets: tuple[dict, ...], device: torch.device) -> list[dict]:
     return [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
+
+
+def wrap_ddp(
+    model: torch.nn.Module, device: torch.device, sync_bn: bool, find_unused: bool = False
+) -> torch.nn.Module:
+    """DistributedDataParallel without per-step buffer broadcasts: the OIM memory is kept identical by
+    the all-gather inside the loss; trainable BatchNorm statistics are synchronised with SyncBatchNorm on
+    CUDA (``train.sync_bn``) and stay per-rank on the CPU (gloo has no SyncBatchNorm), where rank 0's are
+    the ones checkpointed."""
+    if sync_bn and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    sync = {"broadcast_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters:
+        sync = {"forward_sync_buffers": False}
+    return torch.nn.parallel.DistributedDataParallel(
+        model,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=find_unused,
+        **sync,
+    )
 
 
 def build_optimizer(params: list[torch.nn.Parameter], t: dict[str, Any]) -> torch.optim.Optimizer:
@@ -120,11 +141,8 @@ class Trainer:
         self.model = build_model(cfg["model"], num_classes=len(self.class_map)).to(self.device)
         self.ddp_model: torch.nn.Module = self.model
         if self.info.enabled:
-            self.ddp_model = torch.nn.parallel.DistributedDataParallel(
-                self.model,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False,  # OIM memory is synchronised by all-gather inside the loss
-                find_unused_parameters=True,
+            self.ddp_model = wrap_ddp(
+                self.model, self.device, bool(t["sync_bn"]), bool(t["find_unused_parameters"])
             )
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(params, t)
