@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR",
                        help="continue a run from its folder (last.pth) or a checkpoint file")
+    train.add_argument("--weights", type=Path, metavar="FILE",
+                       help="ImageNet backbone weights file (same as model.backbone.pretrained=FILE)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(handler=run_train)
 
@@ -52,12 +54,15 @@ def run_train(args: argparse.Namespace) -> int:
     from personsearch.config import load_config
     from personsearch.engine.trainer import Trainer
 
-    if args.resume and (args.config or args.overrides):
+    if args.resume and (args.config or args.overrides or args.weights):
         from personsearch.errors import ConfigError
 
         raise ConfigError("--resume continues a run with its saved config; do not combine it with "
                           "--config or overrides")
-    cfg = load_config(args.config, args.overrides) if not args.resume else {}
+    overrides = list(args.overrides)
+    if args.weights:
+        overrides.append(f"model.backbone.pretrained={args.weights}")
+    cfg = load_config(args.config, overrides) if not args.resume else {}
     trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
     run_dir = trainer.train()
     if trainer.info.is_main:

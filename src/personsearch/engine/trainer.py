@@ -111,9 +111,12 @@ class Trainer:
 
     def __init__(self, cfg: dict[str, Any], resume: str | Path | None = None, progress: bool = True):
         self.progress = progress
-        self.checkpoint_state = load_checkpoint(resolve_resume(resume)) if resume else None
-        if self.checkpoint_state is not None:
-            cfg = self.checkpoint_state["config"]
+        self.checkpoint_state = None
+        if resume:
+            checkpoint_path = resolve_resume(resume)
+            self.checkpoint_state = load_checkpoint(checkpoint_path)
+            cfg = dict(self.checkpoint_state["config"])
+            cfg["output_dir"] = str(checkpoint_path.parent)  # the run folder may have moved
         self.cfg = cfg
         t = cfg["train"]
         wants_cuda = str(t["device"]).startswith("cuda") or (t["device"] == "auto" and torch.cuda.is_available())
