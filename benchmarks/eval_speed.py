@@ -19,9 +19,11 @@ import argparse
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,79 @@ def _random_boxes(rng, n, width, height):
     x = rng.integers(0, width - 160, n)
     y = rng.integers(0, np.maximum(1, height - h), n)
     return np.stack([x, y, w, h], 1)
+
+
+# MATLAB-style MAT 5 writing (doubles stored as uint8/uint16, UTF-8 chars, [] as 1x0 double,
+# miCOMPRESSED), streamed: scipy.io.savemat needs tens of minutes and gigabytes for TestG4000.
+def _el(typ: int, payload: bytes) -> bytes:
+    if 0 < len(payload) <= 4:
+        return struct.pack("<HH", typ, len(payload)) + payload.ljust(4, b"\0")
+    return struct.pack("<II", typ, len(payload)) + payload + b"\0" * (-len(payload) % 8)
+
+
+def _matrix(cls: int, dims: tuple[int, ...], body: bytes, name: bytes = b"") -> bytes:
+    flags = struct.pack("<II", 6, 8) + struct.pack("<II", cls, 0)
+    dims_el = struct.pack("<II", 5, 4 * len(dims)) + struct.pack(f"<{len(dims)}i", *dims)
+    name_el = _el(1, name) if name else struct.pack("<II", 1, 0)
+    content = flags + dims_el + name_el + body
+    return struct.pack("<II", 14, len(content)) + content
+
+
+def _m_char(text: str) -> bytes:
+    return _matrix(4, (1, len(text)), _el(16, text.encode("ascii")))
+
+
+def _m_double(values) -> bytes:
+    arr = np.asarray(values, dtype=np.int64).reshape(-1)
+    typ, dtype = (2, np.uint8) if arr.max() < 256 else (4, np.uint16)
+    return _matrix(6, (1, arr.size), _el(typ, arr.astype(dtype).tobytes()))
+
+
+M_EMPTY = _matrix(6, (1, 0), struct.pack("<II", 9, 0))
+
+
+def _struct_header(dims: tuple[int, ...], fields: list[str], name: bytes = b"") -> tuple[bytes, bytes]:
+    width = 32
+    names = b"".join(f.encode().ljust(width, b"\0") for f in fields)
+    return _el(5, struct.pack("<i", width)) + _el(1, names), name
+
+
+def write_testg_matlab_style(path: Path, size: int, query_rows: list[tuple[bytes, list[bytes]]]) -> None:
+    """Write ``TestG{size}`` = struct(Query, Gallery) from per-query (Query element, gallery entry
+    elements) the way MATLAB does (one compressed variable)."""
+    fields_q = _struct_header((1, 1), ["Query", "Gallery"])[0]
+    fields_g = _struct_header((1, size), ["imname", "idlocate", "ishard"])[0]
+
+    def gallery(entries: list[bytes]) -> bytes:
+        return _matrix(2, (1, size), fields_g + b"".join(entries))
+
+    total = 0
+    for query, entries in query_rows:
+        total += len(query) + 8 + 16 + 16 + 8 + len(fields_g) + sum(len(e) for e in entries)
+    name = f"TestG{size}".encode()
+    head_body = (struct.pack("<II", 6, 8) + struct.pack("<II", 2, 0) + struct.pack("<II", 5, 8)
+                 + struct.pack("<2i", 1, len(query_rows)) + _el(1, name) + fields_q)
+    top = struct.pack("<II", 14, len(head_body) + total) + head_body
+    packer = zlib.compressobj(6)
+    header = b"MATLAB 5.0 MAT-file, Platform: MACI64, Created on: Sun Nov  1 12:06:30 2015".ljust(116)
+    header += b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
+    with open(path, "wb") as out:
+        out.write(header + struct.pack("<II", 15, 0))
+        size_in = 0
+        chunks = [packer.compress(top)]
+        for query, entries in query_rows:
+            chunks.append(packer.compress(query + gallery(entries)))
+            if len(chunks) > 64:
+                data = b"".join(chunks)
+                out.write(data)
+                size_in += len(data)
+                chunks = []
+        chunks.append(packer.flush())
+        data = b"".join(chunks)
+        out.write(data)
+        size_in += len(data)
+        out.seek(128)
+        out.write(struct.pack("<II", 15, size_in))
 
 
 def build_cuhk(root: Path, sizes: list[int], seed: int = 0, n_pool: int = 6978, n_queries: int = 2900,
@@ -94,28 +169,51 @@ def build_cuhk(root: Path, sizes: list[int], seed: int = 0, n_pool: int = 6978, 
         train_cell[t, 0] = person
     scipy.io.savemat(ann / "test/train_test/Train.mat", {"Train": train_cell}, do_compression=True)
     empty = np.zeros((1, 0))
+    name_el = {}
     for size in sorted(set([50, *sizes])):
         path = ann / f"test/train_test/TestG{size}.mat"
         if path.exists():
             continue
         t0 = time.perf_counter()
-        struct = np.zeros((1, n_queries), dtype=[("Query", "O"), ("Gallery", "O")])
-        for q, occ in enumerate(queries):
-            (qg, qbox), pos = occ[0], occ[1:]
-            query = np.zeros((1, 1), dtype=[("imname", "O"), ("idlocate", "O"), ("ishard", "O"),
-                                            ("idname", "O")])
-            query[0, 0] = (pool[qg], _box_store(qbox), np.array([[0]], np.uint8), f"p{q + 1}")
-            taken = {qg, *(g for g, _ in pos)}
-            neg = [g for g in rng.choice(n_pool, size + len(taken) + 8, replace=False).tolist()
-                   if g not in taken][: size - len(pos)]
-            gal = np.zeros((1, size), dtype=[("imname", "O"), ("idlocate", "O"), ("ishard", "O")])
-            flat = gal.reshape(-1)
-            for k, (g, box) in enumerate(pos):
-                flat[k] = (pool[g], _box_store(box), np.array([[0]], np.uint8))
-            for k, g in enumerate(neg, start=len(pos)):
-                flat[k] = (pool[g], empty, empty)
-            struct[0, q] = (query, gal)
-        scipy.io.savemat(path, {f"TestG{size}": struct}, do_compression=True)
+        if size > 100:  # MATLAB-style fast writer
+            rows = []
+            hard = _m_double([0])
+            for q, occ in enumerate(queries):
+                (qg, qbox), pos = occ[0], occ[1:]
+                fields = _struct_header((1, 1), ["imname", "idlocate", "ishard", "idname"])[0]
+                query = _matrix(2, (1, 1), fields + _m_char(pool[qg]) + _m_double(qbox) + hard
+                                + _m_char(f"p{q + 1}"))
+                taken = {qg, *(g for g, _ in pos)}
+                neg = [g for g in rng.choice(n_pool, size + len(taken) + 8, replace=False).tolist()
+                       if g not in taken][: size - len(pos)]
+                entries = []
+                for g, box in pos:
+                    entries += [_m_char(pool[g]), _m_double(box), hard]
+                for g in neg:
+                    if g not in name_el:
+                        name_el[g] = _m_char(pool[g])
+                    entries += [name_el[g], M_EMPTY, M_EMPTY]
+                rows.append((query, entries))
+            write_testg_matlab_style(path, size, rows)
+            del rows
+        else:
+            struct_arr = np.zeros((1, n_queries), dtype=[("Query", "O"), ("Gallery", "O")])
+            for q, occ in enumerate(queries):
+                (qg, qbox), pos = occ[0], occ[1:]
+                query = np.zeros((1, 1), dtype=[("imname", "O"), ("idlocate", "O"), ("ishard", "O"),
+                                                ("idname", "O")])
+                query[0, 0] = (pool[qg], _box_store(qbox), np.array([[0]], np.uint8), f"p{q + 1}")
+                taken = {qg, *(g for g, _ in pos)}
+                neg = [g for g in rng.choice(n_pool, size + len(taken) + 8, replace=False).tolist()
+                       if g not in taken][: size - len(pos)]
+                gal = np.zeros((1, size), dtype=[("imname", "O"), ("idlocate", "O"), ("ishard", "O")])
+                flat = gal.reshape(-1)
+                for k, (g, box) in enumerate(pos):
+                    flat[k] = (pool[g], _box_store(box), np.array([[0]], np.uint8))
+                for k, g in enumerate(neg, start=len(pos)):
+                    flat[k] = (pool[g], empty, empty)
+                struct_arr[0, q] = (query, gal)
+            scipy.io.savemat(path, {f"TestG{size}": struct_arr}, do_compression=True)
         print(f"  wrote {path.name} ({path.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.0f} s",
               flush=True)
     return {"pool": pool, "boxes": boxes, "queries": queries}

@@ -42,7 +42,7 @@ NUMBER_TYPES = {
 }
 CHAR_WIDTH = {MI_INT8: 1, MI_UINT8: 1, MI_UTF8: 1, MI_UINT16: 2, MI_UTF16: 2}
 CHUNK = 1 << 20
-MAX_OUT = 1 << 24
+MAX_OUT = 1 << 22
 
 
 class Mat5Unsupported(Exception):
@@ -61,7 +61,7 @@ class _Stream:
 
     def _fill(self, need: int) -> None:
         while len(self.buf) - self.pos < need:
-            if self.pos > (1 << 22):
+            if self.pos > (1 << 22) and self.pos * 2 > len(self.buf):
                 del self.buf[: self.pos]
                 self.pos = 0
             if self.inflate is None:
@@ -191,12 +191,31 @@ def _as_int32(values: np.ndarray) -> np.ndarray:
     return np.asarray(values).astype(np.int32)
 
 
+def _hash_names(names: np.ndarray, width: int) -> np.ndarray:
+    """A uint64 hash of fixed-width byte strings (collisions are checked by the caller)."""
+    words = -(-width // 8)
+    padded = np.zeros((len(names), words * 8), dtype=np.uint8)
+    raw = np.frombuffer(np.ascontiguousarray(names).tobytes(), dtype=np.uint8).reshape(len(names), -1)
+    padded[:, : raw.shape[1]] = raw
+    cols = padded.view("<u8")
+    h = np.zeros(len(names), dtype=np.uint64)
+    for c in range(words):
+        h = h * np.uint64(0x100000001B3) ^ cols[:, c]
+    return h
+
+
 class _GalleryDecoder:
     """Vectorised decoding of one ``Gallery`` struct array's children."""
 
     def __init__(self, name_keys: np.ndarray, name_index: np.ndarray) -> None:
         self.name_keys = name_keys  # sorted fixed-width byte names
         self.name_index = name_index  # their indices
+        self.width = name_keys.dtype.itemsize
+        hashes = _hash_names(name_keys, self.width)
+        order = np.argsort(hashes)
+        self.hashes = hashes[order]
+        self.hash_rows = order
+        self.unique_hashes = bool(np.all(self.hashes[1:] != self.hashes[:-1]))
 
     def decode(self, data: bytes, head: _Header) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(gallery indices, positive mask, boxes of positives x,y,w,h int32) in entry order."""
@@ -276,6 +295,12 @@ class _GalleryDecoder:
         if (text >= 128).any():
             raise Mat5Unsupported("non-ASCII image name")
         keys = np.ascontiguousarray(text).view(f"S{width}").ravel()
+        if self.unique_hashes and width <= self.width:
+            slot = np.searchsorted(self.hashes, _hash_names(keys, self.width))
+            where = self.hash_rows[np.minimum(slot, len(self.hashes) - 1)]
+            found = self.name_keys[where] == keys
+            if found.all():
+                return self.name_index[where].astype(np.int32)
         where = np.searchsorted(self.name_keys, keys)
         where = np.minimum(where, len(self.name_keys) - 1)
         found = self.name_keys[where] == keys
