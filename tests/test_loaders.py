@@ -131,3 +131,16 @@ def test_prw_statistics(prw):
 def test_image_size_is_read_from_the_file(cuhk, prw):
     assert cuhk.train[0].size() == (400, 300)
     assert prw.gallery[0].size() == (480, 270)
+
+
+def test_annotations_without_images_still_load(tmp_path):
+    import shutil
+
+    cuhk_root = write_cuhk(tmp_path / "CUHK")
+    shutil.rmtree(cuhk_root / "Image")
+    prw_root = write_prw(tmp_path / "PRW")
+    shutil.rmtree(prw_root / "frames")
+    for name, root in (("cuhk-sysu", cuhk_root), ("prw", prw_root)):
+        data = load_dataset(name, root)
+        assert any("is missing (needed for training and inference)" in w for w in data.warnings)
+        assert dataset_statistics(data)["query"]["count"] > 0

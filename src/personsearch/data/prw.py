@@ -145,9 +145,8 @@ def check_layout(root: Path) -> None:
         raise DatasetError(f"dataset root {root} does not exist; expected layout: {LAYOUT}")
     for rel in ("frame_train.mat", "frame_test.mat", "query_info.txt"):
         require_file(root / rel, LAYOUT)
-    for folder in (FRAMES_DIR, ANNOTATIONS_DIR):
-        if not (root / folder).is_dir():
-            raise DatasetError(f"missing folder {root / folder}; expected layout: {LAYOUT}")
+    if not (root / ANNOTATIONS_DIR).is_dir():
+        raise DatasetError(f"missing folder {root / ANNOTATIONS_DIR}; expected layout: {LAYOUT}")
 
 
 def load_prw(root: str | Path) -> PersonSearchData:
@@ -163,6 +162,8 @@ def load_prw(root: str | Path) -> PersonSearchData:
         for i, q in enumerate(queries)
         if q.name not in test_set
     ]
+    if not (root / FRAMES_DIR).is_dir():  # annotations alone suffice for statistics and evaluation
+        warnings.append(f"frame folder {root / FRAMES_DIR} is missing (needed for training and inference)")
     return PersonSearchData(
         name="prw",
         root=root,
