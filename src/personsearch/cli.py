@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "personsearch.data.commands",
     "personsearch.evaluation.commands",
     "personsearch.engine.commands",
+    "personsearch.distill.commands",
     "personsearch.search.commands",
 )
 

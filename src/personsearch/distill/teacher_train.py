@@ -1,0 +1,265 @@
+"""Training and evaluating the crop-based Re-ID teacher (``personsearch train-teacher``).
+
+Loss: identity cross-entropy with label smoothing on the BN-neck logits + batch-hard triplet loss on the
+pre-BN features. Evaluation (a simple crop-level Re-ID protocol, ``docs/dkd.md``): every query's
+ground-truth crop against every ground-truth crop of the gallery images except those of the query's own
+image; positives = same identity; unlabelled crops are distractors; mAP (mean of the average precisions
+of the queries with at least one positive) and top-1.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from personsearch.config import save_config
+from personsearch.data import PersonSearchData, load_dataset
+from personsearch.data.annotations import UNLABELED
+from personsearch.engine.checkpoint import save_checkpoint
+from personsearch.engine.rng import seed_everything
+from personsearch.errors import ConfigError, PersonSearchError
+from personsearch.evaluation.ap import average_precision
+
+from .sia import SIASettings
+from .teacher import TeacherNet, TeacherSpec, build_teacher, teacher_checkpoint_state
+from .teacher_data import Crop, CropAugment, EvalCropSet, PKSampler, TeacherTrainSet, gallery_crops, training_crops
+
+TEACHER_FILE = "teacher.pth"
+
+
+def batch_hard_triplet(features: Tensor, labels: Tensor, margin: float) -> Tensor:
+    """Batch-hard triplet loss (Hermans et al.): hardest positive and negative per anchor, Euclidean."""
+    dist = torch.cdist(features, features, compute_mode="donot_use_mm_for_euclid_dist")
+    same = labels[:, None] == labels[None, :]
+    hardest_pos = dist.masked_fill(~same, 0.0).max(dim=1).values
+    hardest_neg = dist.masked_fill(same, float("inf")).min(dim=1).values
+    valid = torch.isfinite(hardest_neg)
+    if not bool(valid.any()):
+        return features.sum() * 0.0
+    return F.relu(margin + hardest_pos[valid] - hardest_neg[valid]).mean()
+
+
+def teacher_loss(net: TeacherNet, crops: Tensor, labels: Tensor, t: dict[str, Any]) -> dict[str, Tensor]:
+    """The weighted identity and triplet losses of one batch."""
+    out = net(crops)
+    loss_id = F.cross_entropy(out.logits, labels, label_smoothing=float(t["label_smoothing"]))
+    loss_tri = batch_hard_triplet(out.features, labels, float(t["triplet_margin"]))
+    return {"loss_id": float(t["id_weight"]) * loss_id, "loss_triplet": float(t["triplet_weight"]) * loss_tri}
+
+
+def teacher_spec(cfg: dict[str, Any], num_classes: int) -> TeacherSpec:
+    """The teacher network settings from a merged config."""
+    t = cfg["teacher"]
+    dim = t["embedding_dim"] if t["embedding_dim"] is not None else cfg["model"]["reid"]["embedding_dim"]
+    return TeacherSpec(
+        arch=str(t["arch"]),
+        num_classes=num_classes,
+        embedding_dim=int(dim),
+        last_stride=int(t["last_stride"]),
+        input_size=(int(t["input_size"][0]), int(t["input_size"][1])),
+        pixel_mean=tuple(float(v) for v in t["pixel_mean"]),
+        pixel_std=tuple(float(v) for v in t["pixel_std"]),
+        isa_alpha=float(t["isa_alpha"]) if t["isa"] else 0.0,
+        isa_dp=float(t["isa_dp"]) if t["isa"] else 0.0,
+    )
+
+
+def crop_augment(t: dict[str, Any], spec: TeacherSpec) -> CropAugment:
+    isa = SIASettings(spec.isa_alpha, spec.isa_dp, spec.input_size) if t["isa"] else None
+    return CropAugment(
+        input_size=spec.input_size,
+        isa=isa,
+        hflip_prob=float(t["hflip_prob"]),
+        erase_prob=float(t["erase_prob"]),
+        erase_area=(float(t["erase_area"][0]), float(t["erase_area"][1])),
+        erase_ratio=float(t["erase_ratio"]),
+        erase_value=spec.pixel_mean,
+    )
+
+
+def build_optimizer(net: TeacherNet, t: dict[str, Any]) -> torch.optim.Optimizer:
+    params = [p for p in net.parameters() if p.requires_grad]
+    name = str(t["optimizer"]).lower()
+    if name == "adam":
+        return torch.optim.Adam(params, lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr=float(t["lr"]), momentum=float(t["momentum"]), weight_decay=float(t["weight_decay"])
+        )
+    raise ConfigError(f"teacher.optimizer={name!r}: expected adam or sgd")
+
+
+def lr_factor(epoch: int, t: dict[str, Any]) -> float:
+    """Linear warm-up over ``warmup_epochs``, then x ``lr_gamma`` at every epoch of ``lr_steps`` passed."""
+    warm = int(t["warmup_epochs"])
+    if epoch < warm:
+        start = float(t["warmup_factor"])
+        return start + (1.0 - start) * epoch / warm
+    return float(t["lr_gamma"]) ** sum(epoch >= int(s) for s in t["lr_steps"])
+
+
+@torch.no_grad()
+def embed_crops(
+    net: TeacherNet, crops: list[Crop], device: torch.device, batch_size: int = 64, progress: bool = False
+) -> Tensor:
+    """L2-normalised teacher embeddings ``[N, D]`` of exact-box crops (on the CPU)."""
+    net.eval()
+    loader = DataLoader(EvalCropSet(crops, net.spec.input_size), batch_size=batch_size, shuffle=False)
+    feats = [torch.zeros(0, net.spec.embedding_dim)]
+    for batch, _ in tqdm(loader, desc="crops", disable=not progress, dynamic_ncols=True):
+        feats.append(net(batch.to(device)).embeddings.float().cpu())
+    return torch.cat(feats)
+
+
+def crop_reid_metrics(
+    query_feats: Tensor,
+    query_pids: np.ndarray,
+    query_images: list[str],
+    gallery_feats: Tensor,
+    gallery_pids: np.ndarray,
+    gallery_images: list[str],
+) -> dict[str, float]:
+    """mAP and top-1 of the crop-level protocol (see the module docstring)."""
+    sims = (query_feats @ gallery_feats.t()).numpy()
+    gallery_images_arr = np.array(gallery_images)
+    aps, top1 = [], []
+    for q in range(len(query_pids)):
+        keep = gallery_images_arr != query_images[q]
+        truth = (gallery_pids[keep] == query_pids[q]) & (gallery_pids[keep] != UNLABELED)
+        if not truth.any():
+            continue
+        scores = sims[q][keep]
+        aps.append(average_precision(truth, scores))
+        top1.append(float(truth[int(np.argmax(scores))]))
+    if not aps:
+        return {"mAP": 0.0, "top1": 0.0, "queries": 0}
+    return {"mAP": float(np.mean(aps)), "top1": float(np.mean(top1)), "queries": len(aps)}
+
+
+def evaluate_teacher(
+    net: TeacherNet, data: PersonSearchData, device: torch.device, batch_size: int = 64, progress: bool = False
+) -> dict[str, float]:
+    """The teacher alone as a Re-ID model on the test split's ground-truth crops."""
+    queries = [Crop(Path(q.path), q.name, tuple(float(v) for v in q.box), int(q.pid)) for q in data.queries]
+    gallery = gallery_crops(data.gallery)
+    qf = embed_crops(net, queries, device, batch_size, progress)
+    gf = embed_crops(net, gallery, device, batch_size, progress)
+    return crop_reid_metrics(
+        qf,
+        np.array([c.label for c in queries]),
+        [c.image_name for c in queries],
+        gf,
+        np.array([c.label for c in gallery]),
+        [c.image_name for c in gallery],
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PersonSearchError(f"teacher.device={name} but no CUDA GPU is available; use teacher.device=cpu")
+    return torch.device(name)
+
+
+class TeacherTrainer:
+    """Trains a teacher from a merged config; writes ``teacher.pth``, ``log.txt`` and ``metrics.jsonl``."""
+
+    def __init__(self, cfg: dict[str, Any], progress: bool = True) -> None:
+        self.cfg, self.progress = cfg, progress
+        t = cfg["teacher"]
+        self.device = resolve_device(str(t["device"]))
+        seed_everything(int(t["seed"]))
+        self.data = load_dataset(cfg["dataset"]["name"], cfg["dataset"]["root"])
+        self.class_map = self.data.train_class_map()
+        if not self.class_map:
+            raise PersonSearchError("the training split has no labelled identity to train a teacher on")
+        self.spec = teacher_spec(cfg, len(self.class_map))
+        self.net = build_teacher(self.spec, t["pretrained"]).to(self.device)
+        crops = training_crops(self.data.train, self.class_map)
+        self.dataset = TeacherTrainSet(crops, crop_augment(t, self.spec), int(t["seed"]))
+        self.sampler = PKSampler([c.label for c in crops], int(t["p"]), int(t["k"]), int(t["seed"]))
+        self.optimizer = build_optimizer(self.net, t)
+        self.run_dir = Path(cfg["output_dir"])
+
+    def _loader(self) -> DataLoader:
+        workers = int(self.cfg["teacher"]["workers"])
+        return DataLoader(self.dataset, batch_size=self.sampler.batch_size(), sampler=self.sampler, num_workers=workers)
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        t = self.cfg["teacher"]
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(t["lr"]) * lr_factor(epoch, t)
+        self.sampler.set_epoch(epoch)
+        self.net.train()
+        total = self.sampler.num_batches()
+        if int(t["max_iters_per_epoch"]) > 0:
+            total = min(total, int(t["max_iters_per_epoch"]))
+        sums: dict[str, float] = {}
+        bar = tqdm(total=total, desc=f"teacher epoch {epoch + 1}/{t['epochs']}", disable=not self.progress)
+        for step, (crops, labels) in enumerate(self._loader()):
+            if step >= total:
+                break
+            losses = teacher_loss(self.net, crops.to(self.device), labels.to(self.device), t)
+            loss = sum(losses.values())
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            for k, v in {**losses, "loss": loss}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            bar.update(1)
+        bar.close()
+        return {k: v / max(total, 1) for k, v in sums.items()}
+
+    def save(self, epoch: int, metrics: dict[str, float] | None) -> Path:
+        extra = {"config": self.cfg, "dataset": self.data.name, "epoch": epoch, "metrics": metrics}
+        return save_checkpoint(teacher_checkpoint_state(self.net, self.class_map, extra), self.run_dir / TEACHER_FILE)
+
+    def log(self, text: str, record: dict[str, Any] | None = None) -> None:
+        with open(self.run_dir / "log.txt", "a") as handle:
+            handle.write(text + "\n")
+        if record is not None:
+            with open(self.run_dir / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def evaluate(self) -> dict[str, float]:
+        t = self.cfg["teacher"]
+        return evaluate_teacher(self.net, self.data, self.device, int(t["batch_size_eval"]), self.progress)
+
+    def train(self) -> tuple[Path, dict[str, float] | None]:
+        t = self.cfg["teacher"]
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.cfg, self.run_dir / "config.yaml")
+        epochs, period = int(t["epochs"]), int(t["eval_period"])
+        self.log(
+            f"teacher {self.spec.arch} on {self.device}: {len(self.dataset)} crops, "
+            f"{len(self.class_map)} identities, {self.sampler.num_batches()} PK batches/epoch"
+        )
+        metrics = None
+        for epoch in range(epochs):
+            start = time.perf_counter()
+            means = self.run_epoch(epoch)
+            self.log(
+                f"epoch {epoch + 1}: "
+                + ", ".join(f"{k}={v:.4f}" for k, v in sorted(means.items()))
+                + f" ({time.perf_counter() - start:.0f} s)"
+            )
+            last = epoch + 1 == epochs
+            if period >= 0 and (last or (period > 0 and (epoch + 1) % period == 0)):
+                metrics = self.evaluate()
+                self.log(
+                    f"epoch {epoch + 1} eval: mAP={metrics['mAP']:.4f} top1={metrics['top1']:.4f}",
+                    {"epoch": epoch + 1, **metrics},
+                )
+            self.save(epoch + 1, metrics)
+        return self.run_dir / TEACHER_FILE, metrics
