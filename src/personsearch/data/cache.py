@@ -41,7 +41,9 @@ def _fingerprint(kind: str, sources: Sequence[Path], params: dict | None) -> str
         src = Path(src).resolve()
         st = src.stat()
         items.append([str(src), st.st_size, st.st_mtime_ns])
-    payload = json.dumps([CACHE_FORMAT_VERSION, kind, items, params or {}], sort_keys=True)
+    from personsearch import __version__
+
+    payload = json.dumps([CACHE_FORMAT_VERSION, __version__, kind, items, params or {}], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 

@@ -273,22 +273,6 @@ def _gallery_assignments(protocol: GalleryProtocol) -> Iterable[tuple[str, np.nd
             yield protocol.gallery_names[protocol.entries[q, k]], protocol.boxes_xywh[q, k], q + 1
 
 
-def _to_records(
-    root: Path,
-    names: list[str],
-    boxes_xywh: dict[str, np.ndarray],
-    pids: dict[str, np.ndarray],
-) -> list[ImageRecord]:
-    records = []
-    for name in names:
-        xywh = boxes_xywh[name]
-        x1y1x2y2 = xywh.copy()
-        x1y1x2y2[:, 2:] += x1y1x2y2[:, :2]
-        labels = pids.get(name, np.full(len(xywh), UNLABELED, dtype=np.int64))
-        records.append(ImageRecord(name, root / IMAGE_DIR / name, x1y1x2y2, labels))
-    return records
-
-
 def check_layout(root: Path) -> None:
     """Raise a one-line error when the root or a required file is missing."""
     if not root.is_dir():
@@ -297,16 +281,12 @@ def check_layout(root: Path) -> None:
         require_file(root / rel, LAYOUT)
 
 
-def load_cuhk_sysu(root: str | Path) -> PersonSearchData:
-    """Load CUHK-SYSU (real or synthetic) from ``root``."""
-    root = Path(root)
-    check_layout(root)
+def _assemble(root: Path) -> dict[str, np.ndarray]:
+    """Splits, boxes and identities as flat arrays (cached as a whole, see :func:`load_cuhk_sysu`)."""
     images = _cached("cuhk-images", root / IMAGES_MAT, _parse_images_mat)
     all_names = [str(n) for n in images["names"]]
     offsets = np.concatenate([[0], np.cumsum(images["counts"])])
-    boxes_xywh = {
-        name: images["boxes"][offsets[i] : offsets[i + 1]] for i, name in enumerate(all_names)
-    }
+    boxes_xywh = {name: images["boxes"][offsets[i] : offsets[i + 1]] for i, name in enumerate(all_names)}
     warnings: list[str] = []
     if len(boxes_xywh) != len(all_names):
         warnings.append(f"{root / IMAGES_MAT}: {len(all_names) - len(boxes_xywh)} repeated image names")
@@ -327,23 +307,74 @@ def load_cuhk_sysu(root: str | Path) -> PersonSearchData:
     gallery_pids = _assign_with_warning(
         boxes_xywh, _gallery_assignments(protocol), protocol_path(root, 50), warnings
     )
-    queries = []
-    for q, name in enumerate(protocol.query_names):
-        box = protocol.query_boxes_xywh[q].copy()
-        box[2:] += box[:2]
-        queries.append(QueryRecord(name, root / IMAGE_DIR / name, box, q + 1))
-        if name not in pool_set:
-            warnings.append(f"{protocol_path(root, 50)}: query {q} image {name} is not in pool.mat")
+    warnings += [
+        f"{protocol_path(root, 50)}: query {q} image {name} is not in pool.mat"
+        for q, name in enumerate(protocol.query_names)
+        if name not in pool_set
+    ]
+    query_boxes = protocol.query_boxes_xywh.astype(np.int32).copy()
+    query_boxes[:, 2:] += query_boxes[:, :2]
+    return {
+        **_flatten("train", train_names, boxes_xywh, train_pids),
+        **_flatten("gallery", pool, boxes_xywh, gallery_pids),
+        "query_names": np.array(protocol.query_names, dtype=str),
+        "query_boxes": query_boxes,
+        "dropped": images["dropped"],
+        "warnings": np.array(warnings, dtype=str),
+    }
 
+
+def _flatten(
+    split: str, names: list[str], boxes_xywh: dict[str, np.ndarray], pids: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """One split as flat arrays: names, per-image counts, x1y1x2y2 boxes, identities."""
+    boxes = [boxes_xywh[n] for n in names]
+    labels = [pids.get(n, np.full(len(b), UNLABELED, dtype=np.int64)) for n, b in zip(names, boxes)]
+    flat = np.concatenate(boxes).astype(np.int32) if boxes else np.zeros((0, 4), np.int32)
+    flat[:, 2:] += flat[:, :2]
+    return {
+        f"{split}_names": np.array(names, dtype=str),
+        f"{split}_counts": np.array([len(b) for b in boxes], dtype=np.int64),
+        f"{split}_boxes": flat,
+        f"{split}_pids": np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64),
+    }
+
+
+def _records(root: Path, arrays: dict[str, np.ndarray], split: str) -> list[ImageRecord]:
+    names = arrays[f"{split}_names"].tolist()
+    offsets = np.concatenate([[0], np.cumsum(arrays[f"{split}_counts"])]).tolist()
+    boxes, pids = arrays[f"{split}_boxes"], arrays[f"{split}_pids"]
+    return [
+        ImageRecord(name, root / IMAGE_DIR / name, boxes[offsets[i] : offsets[i + 1]],
+                    pids[offsets[i] : offsets[i + 1]])
+        for i, name in enumerate(names)
+    ]
+
+
+def load_cuhk_sysu(root: str | Path) -> PersonSearchData:
+    """Load CUHK-SYSU (real or synthetic) from ``root``.
+
+    The assembled splits are cached (keyed by ``Images.mat``, ``pool.mat``, ``Train.mat`` and
+    ``TestG50.mat``), so a second load only reads one compact archive.
+    """
+    root = Path(root)
+    check_layout(root)
+    sources = [root / p for p in (IMAGES_MAT, POOL_MAT, TRAIN_MAT)] + [protocol_path(root, 50)]
+    arrays = load_or_build("cuhk-dataset", sources, lambda: _assemble(root))
+    warnings = arrays["warnings"].tolist()
     if not (root / IMAGE_DIR).is_dir():  # annotations alone suffice for statistics and evaluation
         warnings.append(f"image folder {root / IMAGE_DIR} is missing (needed for training and inference)")
+    queries = [
+        QueryRecord(name, root / IMAGE_DIR / name, box, q + 1)
+        for q, (name, box) in enumerate(zip(arrays["query_names"].tolist(), arrays["query_boxes"]))
+    ]
     return PersonSearchData(
         name="cuhk-sysu",
         root=root,
-        train=_to_records(root, train_names, boxes_xywh, train_pids),
-        gallery=_to_records(root, pool, boxes_xywh, gallery_pids),
+        train=_records(root, arrays, "train"),
+        gallery=_records(root, arrays, "gallery"),
         queries=queries,
         protocol_sizes=available_gallery_sizes(root),
-        dropped_boxes=int(images["dropped"]),
+        dropped_boxes=int(arrays["dropped"]),
         warnings=warnings,
     )

@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.io
-from scipy.io.matlab import MatReadError
 
 from personsearch.errors import DatasetError
 
@@ -22,6 +20,9 @@ def require_file(path: Path, layout_hint: str) -> Path:
 
 def load_mat_variable(path: Path, key: str | tuple[str, ...]) -> np.ndarray:
     """Load one variable of a MATLAB 5 file; ``key`` may list alternatives tried in order."""
+    import scipy.io  # imported on first use: a warm (cached) load never needs it
+    from scipy.io.matlab import MatReadError
+
     keys = (key,) if isinstance(key, str) else key
     try:
         contents = scipy.io.loadmat(str(path))

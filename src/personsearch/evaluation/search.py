@@ -135,6 +135,9 @@ class BlockEngine:
     def _similarities(self, block: PairBlock) -> None:
         g = self.gallery
         n = g.count[block.pair_image]
+        if len(n) == 0:  # no (query, image) pair has a kept detection
+            self.pair_off, self.pair_n, self.sims = np.zeros(0, np.int64), n, np.zeros(0, np.float32)
+            return
         corder = np.lexsort((block.pair_query, block.pair_image))
         n_c = n[corder]
         off_c = np.concatenate([[0], np.cumsum(n_c)[:-1]]).astype(np.int64)
