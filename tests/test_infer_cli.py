@@ -25,11 +25,11 @@ def trained(tmp_path_factory):
     return root, run
 
 
-def test_test_writes_results_and_prints_every_gallery_size(trained, tmp_path, capsys):
+def test_test_writes_results_with_cbgm_context_and_every_gallery_size(trained, tmp_path, capsys):
     root, run = trained
     out, report = tmp_path / "results.npz", tmp_path / "report.json"
     assert main(["test", "--checkpoint", str(run / "last.pth"), "--dataset", "cuhk-sysu", "--root", str(root),
-                 "--out", str(out), "--workers", "0", "--no-progress", "--json", str(report)]) == 0
+                 "--out", str(out), "--workers", "0", "--no-progress", "--json", str(report), "--cbgm"]) == 0
     printed = capsys.readouterr().out
     assert "gallery" in printed and "full" in printed
     assert [row["gallery_size"] for row in json.loads(report.read_text())["sweep"]] == [50, -1]
@@ -37,9 +37,13 @@ def test_test_writes_results_and_prints_every_gallery_size(trained, tmp_path, ca
         assert arrays["query_features"].shape[0] == 10
         assert arrays["det_features"].shape[1] == arrays["query_features"].shape[1] == 256
         assert np.allclose(np.linalg.norm(arrays["query_features"], axis=1), 1.0, atol=1e-4)
+        # CBGM context: every query image's own detections, its ground-truth box first
+        first_rows = np.flatnonzero(np.diff(arrays["query_det_index"], prepend=-1))
+        assert arrays["query_det_index"][first_rows].tolist() == list(range(10))
+        assert np.allclose(arrays["query_det_features"][first_rows], arrays["query_features"], atol=1e-5)
     metrics = tmp_path / "m.json"
     assert main(["evaluate", "--dataset", "cuhk-sysu", "--root", str(root), "--results", str(out),
-                 "--gallery-size", "50", "--json", str(metrics)]) == 0
+                 "--gallery-size", "50", "--cbgm", "--json", str(metrics)]) == 0
     first = json.loads(report.read_text())["sweep"][0]["search"]
     assert json.loads(metrics.read_text())["search"] == first
 

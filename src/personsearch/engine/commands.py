@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default: 1)")
         p.add_argument("--workers", type=int, default=2, help="image-loading processes (default: 2)")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        p.add_argument("--cbgm", action="store_true",
+                       help="also detect in the query images (the context CBGM re-scoring needs)"
+                       + ("; evaluate with CBGM" if name == "test" else ""))
         if name == "test":
             p.add_argument("--det-thresh", type=float, default=0.5, help="detection score threshold")
             p.add_argument("--json", type=Path, metavar="OUT.json", help="write every figure as JSON")
@@ -93,7 +96,8 @@ def _infer(args: argparse.Namespace):
 
     model, _, device = load_trained_model(args.checkpoint, args.device)
     data = load_dataset(args.dataset, args.root)
-    arrays = run_inference(model, data, device, args.batch_size, args.workers, not args.no_progress)
+    arrays = run_inference(model, data, device, args.batch_size, args.workers, not args.no_progress,
+                           query_detections=args.cbgm)
     return data, arrays
 
 
@@ -117,7 +121,7 @@ def run_test(args: argparse.Namespace) -> int:
     if args.out:
         save_results(args.out, results)
         print(f"results: {args.out}")
-    report, table = full_report(data, results, det_thresh=args.det_thresh)
+    report, table = full_report(data, results, det_thresh=args.det_thresh, cbgm=args.cbgm)
     print(table)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

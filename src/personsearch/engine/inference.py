@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from torchvision.ops import boxes as box_ops
 from tqdm import tqdm
 
 from personsearch.data import PersonSearchData
@@ -98,6 +99,45 @@ def embed_queries(
     }
 
 
+@torch.no_grad()
+def detect_query_images(
+    model: torch.nn.Module,
+    data: PersonSearchData,
+    device: torch.device,
+    workers: int = 0,
+    progress: bool = True,
+    nms_thresh: float = 0.5,
+) -> dict[str, np.ndarray]:
+    """CBGM context (spec 3.8): each query image run as a gallery image, its ground-truth query box forced
+    in as the first row (score 1.0), NMS at ``nms_thresh``, rows in score order, embeddings without
+    score weighting."""
+    model.eval()
+    index, boxes, scores, feats = [], [], [], []
+    loader = _loader([q.path for q in data.queries], 1, workers)
+    for images, indices in tqdm(loader, desc="query images", disable=not progress, dynamic_ncols=True):
+        images = [img.to(device) for img in images]
+        q = int(indices[0])
+        det = model(images)[0]
+        gt_box = torch.as_tensor(data.queries[q].box, dtype=torch.float32, device=device)[None]
+        gt_feat = model.extract_query_features(images, [gt_box])[0]
+        det_feat = det["embeddings"]
+        if getattr(model, "score_weighted_embeddings", False):
+            det_feat = det_feat / det["scores"].clamp(min=1e-6)[:, None]
+        all_boxes = torch.cat([gt_box, det["boxes"].float()])
+        ranking = torch.cat([gt_box.new_tensor([2.0]), det["scores"].float()])  # the query box ranks first
+        keep = box_ops.nms(all_boxes, ranking, nms_thresh)
+        index.append(np.full(len(keep), q, dtype=np.int64))
+        boxes.append(all_boxes[keep].cpu().numpy())
+        scores.append(ranking[keep].clamp(max=1.0).cpu().numpy())
+        feats.append(torch.cat([gt_feat.float(), det_feat.float()])[keep].cpu().numpy())
+    return {
+        "query_det_index": np.concatenate(index),
+        "query_det_boxes": np.concatenate(boxes).astype(np.float32),
+        "query_det_scores": np.concatenate(scores).astype(np.float32),
+        "query_det_features": np.concatenate(feats).astype(np.float32),
+    }
+
+
 def run_inference(
     model: torch.nn.Module,
     data: PersonSearchData,
@@ -105,13 +145,18 @@ def run_inference(
     batch_size: int = 1,
     workers: int = 0,
     progress: bool = True,
+    query_detections: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Gallery detections and query embeddings: the content of a results file."""
+    """Gallery detections and query embeddings: the content of a results file; with
+    ``query_detections`` also the query images' own detections that CBGM needs."""
     with preserved_rng():
-        return {
+        arrays = {
             **detect_gallery(model, data, device, batch_size, workers, progress),
             **embed_queries(model, data, device, batch_size, workers, progress),
         }
+        if query_detections:
+            arrays.update(detect_query_images(model, data, device, workers, progress))
+        return arrays
 
 
 def pick_gallery_size(data: PersonSearchData, wanted: int) -> int | None:
@@ -143,7 +188,9 @@ def evaluate_model(
                     det_thresh=float(e["det_thresh"]))
 
 
-def full_report(data: PersonSearchData, results, det_thresh: float = 0.5) -> tuple[dict[str, Any], str]:
+def full_report(
+    data: PersonSearchData, results, det_thresh: float = 0.5, cbgm: bool = False
+) -> tuple[dict[str, Any], str]:
     """Every standard setting: CUHK-SYSU at each gallery size present plus the full set; PRW with and
     without same-camera frames. Returns the figures and a printable table."""
     from personsearch.evaluation import evaluate, evaluate_sweep
@@ -151,9 +198,10 @@ def full_report(data: PersonSearchData, results, det_thresh: float = 0.5) -> tup
 
     if data.name == "cuhk-sysu":
         sizes = [s for s in data.protocol_sizes if s > 0] + [-1]
-        report = evaluate_sweep(data, results, sizes, det_thresh=det_thresh)
+        report = evaluate_sweep(data, results, sizes, det_thresh=det_thresh, cbgm=cbgm)
         return report, format_sweep(report)
-    same = evaluate(data, results, gallery_size=-1, det_thresh=det_thresh)
-    cross = evaluate(data, results, gallery_size=-1, cross_camera=True, det_thresh=det_thresh, detection=False)
+    same = evaluate(data, results, gallery_size=-1, det_thresh=det_thresh, cbgm=cbgm)
+    cross = evaluate(data, results, gallery_size=-1, cross_camera=True, det_thresh=det_thresh, cbgm=cbgm,
+                     detection=False)
     report = {"same_camera": same, "cross_camera": cross}
     return report, format_metrics(same) + "\n" + format_metrics(cross)
