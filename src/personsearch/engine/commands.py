@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--cbgm", action="store_true",
                        help="also detect in the query images (the context CBGM re-scoring needs)"
                        + ("; evaluate with CBGM" if name == "test" else ""))
+        p.add_argument("--two-step", action="store_true",
+                       help="two-step pipeline: the model's detections, embedded by the --teacher Re-ID network")
+        p.add_argument("--teacher", type=Path, metavar="FILE", help="teacher checkpoint (train-teacher) for --two-step")
         if name == "test":
             p.add_argument("--det-thresh", type=float, default=0.5, help="detection score threshold")
             p.add_argument("--json", type=Path, metavar="OUT.json", help="write every figure as JSON")
@@ -96,6 +99,10 @@ def _infer(args: argparse.Namespace):
 
     model, _, device = load_trained_model(args.checkpoint, args.device)
     data = load_dataset(args.dataset, args.root)
+    if args.two_step or args.teacher:
+        from personsearch.distill.two_step import two_step_from_args
+
+        return data, two_step_from_args(args, model, data, device)
     arrays = run_inference(model, data, device, args.batch_size, args.workers, not args.no_progress,
                            query_detections=args.cbgm)
     return data, arrays

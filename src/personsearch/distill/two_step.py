@@ -1,0 +1,117 @@
+"""The two-step pipeline for comparison: the end-to-end model's detections, the teacher's embeddings.
+
+Gallery: every detection of the end-to-end model is cropped from the input image and embedded by the
+teacher (``f^M``, L2-normalised). Queries: the ground-truth query box, embedded by the teacher. The results
+file has exactly the end-to-end layout (same boxes and scores, teacher features).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from personsearch.data import PersonSearchData
+from personsearch.data.images import load_image
+from personsearch.data.torch_dataset import image_to_tensor
+
+from .sia import crop_resize
+from .teacher import TeacherNet
+
+
+class TeacherEmbedder:
+    """The teacher as the embedding function of :func:`personsearch.engine.inference.detect_gallery` and
+    :func:`~personsearch.engine.inference.embed_queries`."""
+
+    def __init__(self, teacher: TeacherNet, batch_size: int = 64) -> None:
+        self.teacher = teacher.eval()
+        self.batch_size = max(1, batch_size)
+
+    @torch.no_grad()
+    def embed_boxes(self, images: list[Tensor], boxes: list[Tensor]) -> list[Tensor]:
+        """Teacher embeddings ``[n, D]`` of the crops at ``boxes`` (input pixels), one tensor per image."""
+        self.teacher.eval()
+        size = tuple(self.teacher.spec.input_size)
+        out = []
+        for image, b in zip(images, boxes):
+            feats = [image.new_zeros((0, self.teacher.spec.embedding_dim))]
+            for chunk in b.float().split(self.batch_size):
+                feats.append(self.teacher(crop_resize(image.float(), chunk, size)).embeddings)
+            out.append(torch.cat(feats))
+        return out
+
+    def embed_detections(self, images: list[Tensor], outputs: list[dict[str, Tensor]]) -> list[Tensor]:
+        """Teacher embeddings of the end-to-end detections."""
+        return self.embed_boxes(images, [o["boxes"] for o in outputs])
+
+
+def run_two_step_inference(
+    model: torch.nn.Module,
+    teacher: TeacherNet,
+    data: PersonSearchData,
+    device: torch.device,
+    batch_size: int = 1,
+    workers: int = 0,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Gallery detections (end-to-end model) with teacher features, and teacher query features."""
+    from personsearch.engine.inference import detect_gallery, embed_queries, preserved_rng
+
+    embedder = TeacherEmbedder(teacher.to(device))
+    with preserved_rng():
+        return {
+            **detect_gallery(model, data, device, batch_size, workers, progress, embed=embedder.embed_detections),
+            **embed_queries(model, data, device, batch_size, workers, progress, embed_boxes=embedder.embed_boxes),
+        }
+
+
+def _timed(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def time_pipelines(
+    model: torch.nn.Module, teacher: TeacherNet, data: PersonSearchData, device: torch.device, images: int = 10
+) -> dict[str, float]:
+    """Seconds per gallery image of end-to-end and two-step inference on the same images (decoded
+    beforehand; one warm-up image each), and their ratio ``two_step / end_to_end``."""
+    model.eval()
+    embedder = TeacherEmbedder(teacher.to(device))
+    tensors = [image_to_tensor(load_image(r.path)).to(device) for r in data.gallery[: max(1, images)]]
+
+    def end_to_end() -> None:
+        for t in tensors:
+            model([t])
+
+    def two_step() -> None:
+        for t in tensors:
+            embedder.embed_detections([t], model([t]))
+
+    model([tensors[0]])
+    embedder.embed_detections([tensors[0]], model([tensors[0]]))
+    e2e = _timed(end_to_end, device) / len(tensors)
+    two = _timed(two_step, device) / len(tensors)
+    return {"end_to_end_s": e2e, "two_step_s": two, "ratio": two / e2e, "images": len(tensors)}
+
+
+def two_step_from_args(args, model: torch.nn.Module, data: PersonSearchData, device: torch.device) -> dict:
+    """``infer/test --two-step --teacher FILE``: check the flags, load the teacher, run the pipeline."""
+    from personsearch.errors import PersonSearchError
+
+    from .teacher import load_teacher
+
+    if not (args.two_step and args.teacher):
+        raise PersonSearchError("--two-step and --teacher FILE go together")
+    if getattr(args, "cbgm", False):
+        raise PersonSearchError("--cbgm is not supported with --two-step")
+    teacher, _ = load_teacher(args.teacher, device)
+    return run_two_step_inference(model, teacher, data, device, args.batch_size, args.workers, not args.no_progress)
