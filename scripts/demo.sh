@@ -11,7 +11,8 @@
 #
 # Environment: PERSONSEARCH (the CLI, default .venv/bin/personsearch), DEMO_CONFIG (default
 # configs/synthetic_cpu.yaml), DEMO_OVERRIDES (extra key=value training overrides, e.g. "train.epochs=1"
-# for a quick smoke run), DEMO_SEED (dataset seed, default 0).
+# for a quick smoke run), DEMO_SEED (dataset seed, default 0), OMP_NUM_THREADS (PyTorch threads; by default
+# the cores left idle by other work, at least 1: oversubscribed OpenMP threads make PyTorch several times slower).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,6 +34,13 @@ if [ ! -x "$PS" ]; then
     exit 2
 fi
 
+CORES=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)  # (nproc would report OMP_NUM_THREADS)
+if [ -z "${OMP_NUM_THREADS:-}" ]; then
+    LOAD=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
+    OMP_NUM_THREADS=$(awk -v c="$CORES" -v l="$LOAD" 'BEGIN { t = c - int(l); print (t < 1 ? 1 : t) }')
+    export OMP_NUM_THREADS
+fi
+
 T0=$SECONDS
 STEP_START=$SECONDS
 declare -a TIMINGS=()
@@ -47,7 +55,8 @@ done_step() {
     echo "---- $1: ${took} s"
 }
 
-echo "personsearch CPU demo -> $DEMO_DIR  (config $(basename "$CONFIG"), $(nproc 2>/dev/null || echo '?') CPU cores)"
+echo "personsearch CPU demo -> $DEMO_DIR  (config $(basename "$CONFIG"), $CORES CPU cores," \
+    "load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?'), $OMP_NUM_THREADS PyTorch thread(s))"
 mkdir -p "$DEMO_DIR"
 
 section "1/4 synthetic CUHK-SYSU-format dataset (preset small, seed $SEED)"
