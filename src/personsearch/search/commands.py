@@ -149,7 +149,9 @@ def run_search(args: argparse.Namespace) -> int:
         hits = index.search(args.query, args.top, args.gallery_size, args.cross_camera)
         q = data.queries[args.query]
         qpath, qbox, what = q.path, q.box, f"query {args.query} ({q.name}, identity {q.pid})"
-    title = f"{what}: top {len(hits)} of {len(index)} gallery detections"
+    whole = args.image is not None or args.gallery_size in (None, -1)
+    where = "whole gallery" if whole else f"TestG{args.gallery_size}"
+    title = f"{what}: top {len(hits)} in the {where} ({len(index)} detections >= {args.det_thresh} in all)"
     render_ranking(qpath, qbox, hits, [r.path for r in data.gallery], args.out, title=title)
     print(title)
     _print_hits(hits)
