@@ -59,12 +59,6 @@ class DistillSettings:
                 "distill.sia_alpha/sia_dp): the perturbed copies equal the boxes",
                 stacklevel=2,
             )
-        if float(d["lambda"]) != 1.0:
-            warnings.warn(
-                "distill.lambda scales the KD terms only: the trainer hook cannot rescale L_reid "
-                "(loss_oim), so lambda != 1 is not the paper's lambda * (L_reid + ...)",
-                stacklevel=2,
-            )
         return cls(
             lam=float(d["lambda"]),
             beta_p=float(d["beta_p"]),

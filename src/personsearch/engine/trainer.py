@@ -225,6 +225,8 @@ class Trainer:
                 extra_boxes = self.distiller.extra_boxes(images, targets)
                 losses, outputs = self.ddp_model(images, targets, extra_boxes=extra_boxes, return_outputs=True)
                 losses.update(self.distiller.losses(images, targets, outputs))
+                # L = L_det + lambda (L_reid + sum beta L_kd): the KD terms come weighted by lambda already
+                losses["loss_oim"] = losses["loss_oim"] * self.distiller.settings.lam
         loss = sum(losses.values())
         if not torch.isfinite(loss):
             values = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
