@@ -90,6 +90,7 @@ def test_rank_restricted_to_images_and_protocol_gallery(tiny) -> None:
     index = GalleryIndex.from_results(oracle_results(tiny), tiny)
     images = index.gallery_for_query(0, gallery_size=50)
     assert 0 < len(images) <= 50
+    assert tiny.queries[0].name not in {tiny.gallery[i].name for i in images.tolist()}
     hits = index.rank(index.query_features[0], top=1000, images=images)
     assert {h.image for h in hits} <= set(images.tolist())
     assert len(hits) == int(np.isin(index.image, images).sum())

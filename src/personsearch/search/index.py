@@ -93,13 +93,15 @@ class GalleryIndex:
         """Gallery image indices searched for dataset query ``query``.
 
         CUHK-SYSU with ``gallery_size`` N: that query's images of ``TestG{N}.mat``; otherwise (or with -1 /
-        ``None``) every gallery image except the query's own image. PRW: every frame except the query's
-        own, without the query camera's frames when ``cross_camera``.
+        ``None``) every gallery image. PRW: every frame, without the query camera's frames when
+        ``cross_camera``. The query's own image is always left out (a ``TestG`` row may list it; finding
+        the query box itself is no search).
         """
         data = self.data
         q = data.queries[self._check_query(query)]
         if data.name == "cuhk-sysu" and gallery_size not in (None, -1):
-            return protocol_gallery(data, query, int(gallery_size))
+            images = protocol_gallery(data, query, int(gallery_size))
+            return np.asarray([i for i in images.tolist() if data.gallery[i].name != q.name], dtype=np.int64)
         keep = [i for i, r in enumerate(data.gallery) if r.name != q.name]
         if cross_camera:
             keep = [i for i in keep if data.gallery[i].cam_id != q.cam_id]
