@@ -14,19 +14,9 @@ from personsearch.config import load_config
 from personsearch.engine.checkpoint import save_checkpoint
 from personsearch.errors import PersonSearchError
 
-TINY_STUDENT = [
-    "model.backbone.arch=resnet18",
-    "model.backbone.pretrained=none",
-    "model.transform.min_size=128",
-    "model.transform.max_size=224",
-    "model.rpn.pre_nms_top_n_train=300",
-    "model.rpn.post_nms_top_n_train=64",
-    "model.rpn.pre_nms_top_n_test=150",
-    "model.rpn.post_nms_top_n_test=32",
-    "model.box_head.batch_size_per_image=32",
-    "model.oim.queue_size=16",
-    "model.reid.embedding_dim=32",
-]
+from handmade import TINY_MODEL
+
+TINY_STUDENT = [*TINY_MODEL, "model.reid.embedding_dim=32"]
 
 
 def write_teacher(path: Path, class_map: dict[int, int], dim: int = 32) -> Path:
