@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -35,7 +36,8 @@ def init_distributed(device_type: str) -> DistInfo:
         backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend)
+        # rank 0 evaluates alone while the others wait at a barrier: allow a long test-split pass
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=120))
     return DistInfo(rank, world_size, local_rank)
 
 
