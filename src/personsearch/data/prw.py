@@ -100,12 +100,13 @@ def _load_split(root: Path, frames: list[str], kind: str) -> list[ImageRecord]:
             raise DatasetError(f"missing file {path}; expected layout: {LAYOUT}")
         paths.append(path)
     arrays = load_or_build(kind, paths, lambda: _parse_annotations(root, frames))
-    offsets = np.concatenate([[0], np.cumsum(arrays["counts"])])
-    records = []
-    for i, frame in enumerate(frames):
-        boxes, pids = convert_annotation(arrays["matrix"][offsets[i] : offsets[i + 1]])
-        records.append(ImageRecord(frame, root / FRAMES_DIR / frame, boxes, pids, camera_id(frame)))
-    return records
+    offsets = np.concatenate([[0], np.cumsum(arrays["counts"])]).tolist()
+    boxes, pids = convert_annotation(arrays["matrix"])  # row-wise, so once for the whole split
+    return [
+        ImageRecord(frame, root / FRAMES_DIR / frame, boxes[offsets[i] : offsets[i + 1]],
+                    pids[offsets[i] : offsets[i + 1]], camera_id(frame))
+        for i, frame in enumerate(frames)
+    ]
 
 
 def load_queries(path: Path, root: Path) -> list[QueryRecord]:
