@@ -30,15 +30,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "personsearch.cli"]
 
-# row name -> distill overrides of the student (None: no teacher)
-STUDENT_ROWS: dict[str, tuple[str, list[str] | None]] = {
-    "baseline": ("plain", None),
-    "+L_p": ("plain", ["distill.beta_p=1", "distill.beta_pr=0", "distill.beta_tr=0", "distill.fsa=false"]),
-    "+L_p+L_pr": ("plain", ["distill.beta_p=1", "distill.beta_pr=1", "distill.beta_tr=0", "distill.fsa=false"]),
-    "+L_p+L_pr+L_tr": ("plain", ["distill.beta_p=1", "distill.beta_pr=1", "distill.beta_tr=1", "distill.fsa=false"]),
-    "+SIA (full DKD)": ("isa", ["distill.beta_p=1", "distill.beta_pr=1", "distill.beta_tr=1", "distill.fsa=true"]),
+# row key -> (row name, teacher kind, distill overrides of the student; None: no teacher)
+STUDENT_ROWS: dict[str, tuple[str, str, list[str] | None]] = {
+    "baseline": ("baseline", "plain", None),
+    "p": ("+L_p", "plain", ["distill.beta_p=1", "distill.beta_pr=0", "distill.beta_tr=0", "distill.fsa=false"]),
+    "p_pr": ("+L_p+L_pr", "plain",
+             ["distill.beta_p=1", "distill.beta_pr=1", "distill.beta_tr=0", "distill.fsa=false"]),
+    "p_pr_tr": ("+L_p+L_pr+L_tr", "plain",
+                ["distill.beta_p=1", "distill.beta_pr=1", "distill.beta_tr=1", "distill.fsa=false"]),
+    "sia": ("+SIA (full DKD)", "isa",
+            ["distill.beta_p=1", "distill.beta_pr=1", "distill.beta_tr=1", "distill.fsa=true"]),
+    # the loss scales measured in training (L_p 2-5, L_pr 0.04-0.07, L_tr ~0.3, L_oim 6-8) rebalanced
+    "rebalanced": ("full DKD, β_p=0.25 β_pr=30", "isa",
+                   ["distill.beta_p=0.25", "distill.beta_pr=30", "distill.beta_tr=1", "distill.fsa=true"]),
 }
-ROW_ORDER = [*STUDENT_ROWS, "two-step", "teacher alone (GT boxes)"]
+OTHER_ROWS = {"two_step": "two-step", "teacher": "teacher alone (GT boxes)"}
+ROW_KEYS = [*STUDENT_ROWS, *OTHER_ROWS]
+ROW_NAMES = {**{k: v[0] for k, v in STUDENT_ROWS.items()}, **OTHER_ROWS}
+
+
+class StepMissing(Exception):
+    """A step has not run (``--collect`` never runs one)."""
 
 
 def run(cmd: list[str], log: Path) -> float:
@@ -53,67 +65,96 @@ def run(cmd: list[str], log: Path) -> float:
     return seconds
 
 
-def step(work: Path, name: str, cmd: list[str]) -> dict:
-    """Run one named step once; its record (seconds + whatever the step wrote) is kept in ``name.json``."""
+def step(work: Path, name: str, cmd: list[str], collect: bool = False) -> dict:
+    """Run one named step once; its record (wall-clock seconds) is kept in ``name.step.json``."""
     record_path = work / f"{name}.step.json"
     if record_path.is_file():
         return json.loads(record_path.read_text())
-    print(f"  {name} ...", flush=True)
+    if collect:
+        raise StepMissing(name)
+    print(f"  {work.name}: {name} ...", flush=True)
     seconds = run(cmd, work / f"{name}.log")
     record = {"seconds": seconds}
-    record_path.write_text(json.dumps(record))
-    print(f"  {name}: {seconds:.0f} s", flush=True)
+    tmp = record_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(record_path)
+    print(f"  {work.name}: {name}: {seconds:.0f} s", flush=True)
     return record
 
 
-def search_metrics(report: Path, gallery_size: int) -> dict:
-    sweep = json.loads(report.read_text())["sweep"]
+def test_metrics(report: Path, gallery_size: int) -> dict:
+    """Search mAP/top-1 at ``gallery_size`` (the first size present otherwise) and the detection AP."""
+    result = json.loads(report.read_text())
+    sweep = result["sweep"]
     rows = [r for r in sweep if r["gallery_size"] == gallery_size] or sweep[:1]
-    return rows[0]["search"]
+    return {**rows[0]["search"], "det_ap": result["detection"]["ap"]}
 
 
 def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
+    """Every row of ``args.rows`` for one seed (steps already done are re-used); missing rows are left out."""
     work = args.work / f"seed{seed}"
     work.mkdir(parents=True, exist_ok=True)
     data = work / "CUHK-SYSU"
-    step(work, "dataset", [*CLI, "synth", "--format", "cuhk-sysu", "--out", str(data), "--preset", args.preset,
-                           "--seed", str(seed)])
-    teachers = {}
+    collect = args.collect
     out: dict[str, dict] = {}
-    for kind, isa in (("plain", "false"), ("isa", "true")):
+
+    def teacher(kind: str) -> tuple[Path, dict]:
         run_dir = work / f"teacher_{kind}"
         record = step(work, f"teacher_{kind}", [
             *CLI, "train-teacher", "--no-progress", "--config", str(args.teacher_config), f"dataset.root={data}",
-            f"output_dir={run_dir}", f"teacher.seed={seed}", f"teacher.isa={isa}", *args.teacher,
-        ])
-        teachers[kind] = run_dir / "teacher.pth"
-        if kind == "isa":
-            lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-            final = json.loads(lines[-1])
-            out["teacher alone (GT boxes)"] = {"mAP": final["mAP"], "top1": final["top1"],
-                                               "seconds": record["seconds"]}
-    for row, (teacher_kind, distill) in STUDENT_ROWS.items():
-        tag = row.strip("+").replace("+", "_").replace(" ", "_").replace("(", "").replace(")", "")
-        run_dir = work / f"student_{tag}"
-        overrides = [] if distill is None else [f"distill.teacher={teachers[teacher_kind]}", *distill]
-        record = step(work, f"student_{tag}", [
+            f"output_dir={run_dir}", f"teacher.seed={seed}", f"teacher.isa={'true' if kind == 'isa' else 'false'}",
+            *args.teacher,
+        ], collect)
+        return run_dir / "teacher.pth", record
+
+    def student(key: str) -> dict:
+        _, teacher_kind, distill = STUDENT_ROWS[key]
+        overrides = [] if distill is None else [f"distill.teacher={teacher(teacher_kind)[0]}", *distill]
+        run_dir = work / f"student_{key}"
+        record = step(work, f"student_{key}", [
             *CLI, "train", "--no-progress", "--config", str(args.student_config), f"dataset.root={data}",
             f"output_dir={run_dir}", f"train.seed={seed}", "train.eval_period=-1", *overrides, *args.student,
-        ])
-        report = work / f"test_{tag}.json"
-        step(work, f"test_{tag}", [*CLI, "test", "--no-progress", "--checkpoint", str(run_dir / "last.pth"),
+        ], collect)
+        report = work / f"test_{key}.json"
+        step(work, f"test_{key}", [*CLI, "test", "--no-progress", "--checkpoint", str(run_dir / "last.pth"),
                                    "--dataset", "cuhk-sysu", "--root", str(data), "--workers", "0",
-                                   "--json", str(report)])
-        out[row] = {**search_metrics(report, args.gallery_size), "seconds": record["seconds"]}
-    report = work / "test_two_step.json"
-    record = step(work, "test_two_step", [
-        *CLI, "test", "--no-progress", "--checkpoint", str(work / "student_baseline" / "last.pth"),
-        "--dataset", "cuhk-sysu", "--root", str(data), "--workers", "0", "--two-step",
-        "--teacher", str(teachers["isa"]), "--json", str(report),
-    ])
-    out["two-step"] = {**search_metrics(report, args.gallery_size),
-                       "seconds": out["baseline"]["seconds"] + out["teacher alone (GT boxes)"]["seconds"]}
-    (work / "rows.json").write_text(json.dumps(out, indent=2))
+                                   "--json", str(report)], collect)
+        return {**test_metrics(report, args.gallery_size), "seconds": record["seconds"]}
+
+    def two_step() -> dict:
+        baseline = student("baseline")
+        isa_teacher, isa_record = teacher("isa")
+        report = work / "test_two_step.json"
+        step(work, "test_two_step", [
+            *CLI, "test", "--no-progress", "--checkpoint", str(work / "student_baseline" / "last.pth"),
+            "--dataset", "cuhk-sysu", "--root", str(data), "--workers", "0", "--two-step",
+            "--teacher", str(isa_teacher), "--json", str(report),
+        ], collect)
+        return {**test_metrics(report, args.gallery_size),
+                "seconds": baseline["seconds"] + isa_record["seconds"]}
+
+    def teacher_alone() -> dict:
+        path, record = teacher("isa")
+        final = json.loads((path.parent / "metrics.jsonl").read_text().splitlines()[-1])
+        return {"mAP": final["mAP"], "top1": final["top1"], "seconds": record["seconds"]}
+
+    try:
+        step(work, "dataset", [*CLI, "synth", "--format", "cuhk-sysu", "--out", str(data), "--preset",
+                               args.preset, "--seed", str(seed)], collect)
+    except StepMissing:
+        return out
+    for key in args.rows:
+        try:
+            if key in STUDENT_ROWS:
+                out[key] = student(key)
+            elif key == "two_step":
+                out[key] = two_step()
+            else:
+                out[key] = teacher_alone()
+        except StepMissing:
+            continue
+    if not collect:
+        (work / "rows.json").write_text(json.dumps(out, indent=2))
     return out
 
 
@@ -124,19 +165,22 @@ def fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
-def table(per_seed: dict[int, dict[str, dict]], gallery_size: int) -> str:
+def table(per_seed: dict[int, dict[str, dict]], gallery_size: int, rows: list[str]) -> str:
+    """Markdown table, mean ± std over the seeds that finished each row (their count in brackets if fewer)."""
     seeds = sorted(per_seed)
     header = f"row (gallery {gallery_size}, seeds {', '.join(map(str, seeds))})"
     lines = [
-        f"| {header} | mAP (%) | top-1 (%) | training time (s) |",
-        "|---|---|---|---|",
+        f"| {header} | mAP (%) | top-1 (%) | detection AP (%) | training time (s) |",
+        "|---|---|---|---|---|",
     ]
-    for row in ROW_ORDER:
-        vals = [per_seed[s][row] for s in seeds if row in per_seed[s]]
+    for key in rows:
+        vals = [per_seed[s][key] for s in seeds if key in per_seed[s]]
         if not vals:
             continue
-        lines.append(f"| {row} | {fmt([v['mAP'] for v in vals])} | {fmt([v['top1'] for v in vals])} | "
-                     f"{fmt([v['seconds'] for v in vals], scale=1.0, digits=0)} |")
+        name = ROW_NAMES[key] + ("" if len(vals) == len(seeds) else f" [{len(vals)} seeds]")
+        det = [v["det_ap"] for v in vals if "det_ap" in v]
+        lines.append(f"| {name} | {fmt([v['mAP'] for v in vals])} | {fmt([v['top1'] for v in vals])} | "
+                     f"{fmt(det) if det else '–'} | {fmt([v['seconds'] for v in vals], scale=1.0, digits=0)} |")
     return "\n".join(lines)
 
 
@@ -151,6 +195,11 @@ def main() -> None:
     parser.add_argument("--teacher-config", type=Path, default=ROOT / "configs" / "teacher_synthetic_cpu.yaml")
     parser.add_argument("--student", nargs="*", default=[], metavar="KEY=VALUE", help="extra student overrides")
     parser.add_argument("--teacher", nargs="*", default=[], metavar="KEY=VALUE", help="extra teacher overrides")
+    parser.add_argument("--rows", nargs="+", default=ROW_KEYS, choices=ROW_KEYS,
+                        metavar="ROW", help=f"rows to run, in this order (default: all; "
+                                            f"choices: {' '.join(ROW_KEYS)})")
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing: tabulate the steps already finished in --work")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -160,7 +209,7 @@ def main() -> None:
     for seed in args.seeds:
         print(f"seed {seed}", flush=True)
         per_seed[seed] = ablate_seed(args, seed)
-    text = table(per_seed, args.gallery_size)
+    text = table(per_seed, args.gallery_size, args.rows)
     print(text)
     if args.markdown:
         args.markdown.write_text(text + "\n")
