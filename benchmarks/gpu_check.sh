@@ -7,9 +7,10 @@
 # 1. (in the background, first) the DKD ablation of benchmarks/ablation.py on the GPU, one process per
 #    seed, most informative rows first, stopped after ABLATION_SECONDS (default 400) and tabulated from the
 #    steps that finished (--collect); its JSON records and logs are packed into OUT_DIR/ablation.tgz;
-# 2. (meanwhile; correctness, not speed) training under torchrun with the NCCL backend, SyncBatchNorm and
-#    bf16 autocast, resumed from its epoch-1 checkpoint, tested on the GPU with CBGM; a plain fp16 training
-#    (GradScaler path);
+# 2. (meanwhile; correctness, not speed) a bf16-autocast training launched by torchrun, resumed from its
+#    epoch-1 checkpoint, tested on the GPU with CBGM; an fp16 training (GradScaler path). With one GPU,
+#    torchrun starts one process, which trains without DDP: NCCL, DDP and SyncBatchNorm need >= 2 GPUs
+#    (set NPROC=2 there; NCCL refuses two ranks on one GPU);
 # 3. (after the ablation, on an otherwise idle machine) benchmarks/speed.py --device cuda, bf16 and fp32.
 # Everything prints to stdout and OUT_DIR/*.txt.
 set -u
@@ -62,11 +63,11 @@ TRAIN=(--no-progress --config configs/synthetic_cpu.yaml "dataset.root=$WORK/tin
        train.max_iters_per_epoch=6 train.eval_period=-1 train.tensorboard=false train.workers=2)
 {
     check synth $PY -m personsearch.cli synth --format cuhk-sysu --out "$WORK/tiny" --preset tiny
-    check torchrun-nccl-bf16-syncbn $PY -m torch.distributed.run --standalone --nproc_per_node=1 \
+    check torchrun-bf16-syncbn $PY -m torch.distributed.run --standalone --nproc_per_node="${NPROC:-1}" \
         -m personsearch.cli train "${TRAIN[@]}" "output_dir=$WORK/ddp" train.amp=bf16 train.sync_bn=true
     head -n 3 "$WORK/ddp/log.txt"
     cp "$WORK/ddp/epoch_002.pth" "$WORK/epoch_002_first.pth" 2>/dev/null
-    check torchrun-resume $PY -m torch.distributed.run --standalone --nproc_per_node=1 \
+    check torchrun-resume $PY -m torch.distributed.run --standalone --nproc_per_node="${NPROC:-1}" \
         -m personsearch.cli train --no-progress --resume "$WORK/ddp/epoch_001.pth"
     $PY - "$WORK/epoch_002_first.pth" "$WORK/ddp/epoch_002.pth" <<'EOF'
 import sys, torch

@@ -230,16 +230,21 @@ def _child(case: str, args: argparse.Namespace) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _seconds(x: float) -> str:
+    """Seconds, or milliseconds below one second (GPU timings)."""
+    return f"{x:.2f} s" if x >= 1 else f"{x * 1000:.1f} ms"
+
+
 def _fmt(r: dict[str, Any]) -> str:
     if "error" in r:
         return f"{r['case']:<12} error: {r['error']}"
     parts = [f"{r['case']:<12} {r['size'][0]}x{r['size'][1]}"]
     if "train_iters_per_s" in r:
         parts.append(
-            f"train {r['train_s_per_iter']:7.2f} s/iter ({r['train_images_per_s']:.3f} img/s, batch {r['batch']})"
+            f"train {_seconds(r['train_s_per_iter']):>9}/iter ({r['train_images_per_s']:.3f} img/s, batch {r['batch']})"
         )
     parts.append(
-        f"infer {r['infer_s_per_image']:6.2f} s/img ({r['infer_images_per_s']:.3f} img/s, "
+        f"infer {_seconds(r['infer_s_per_image']):>9}/img ({r['infer_images_per_s']:.3f} img/s, "
         f"{r['detections_per_image']:.0f} dets)"
     )
     parts.append(f"peak RSS {r['peak_rss_mib']:.0f} MiB")
@@ -295,7 +300,7 @@ def main(argv=None) -> int:
         ratio = ours["infer_s_per_image"] / tv["infer_s_per_image"]
         print(
             f"inference time ours / torchvision Faster R-CNN R50-FPN at {PAPER_SIZE[0]}x{PAPER_SIZE[1]}: "
-            f"{ratio:.2f}x ({ours['infer_s_per_image']:.2f} s vs {tv['infer_s_per_image']:.2f} s per image)"
+            f"{ratio:.2f}x ({_seconds(ours['infer_s_per_image'])} vs {_seconds(tv['infer_s_per_image'])} per image)"
         )
     if args.real_training or args.device.startswith("cuda"):
         r = _child("real-training", args)
