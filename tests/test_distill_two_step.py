@@ -87,6 +87,39 @@ def test_two_step_results_file(files, tmp_path: Path) -> None:
     np.testing.assert_allclose(two.query_features[0], qwant[0].numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
+def test_two_step_with_cbgm_embeds_the_query_images_with_the_teacher(files, tmp_path: Path) -> None:
+    from personsearch.cli import main
+    from personsearch.data import load_dataset
+    from personsearch.data.images import load_image
+    from personsearch.data.torch_dataset import image_to_tensor
+    from personsearch.distill.sia import crop_resize
+    from personsearch.distill.teacher import load_teacher
+    from personsearch.evaluation import load_results
+
+    root, student, teacher_path = files
+    out, report = tmp_path / "two.npz", tmp_path / "report.json"
+    assert main(["test", "--checkpoint", str(student), "--dataset", "cuhk-sysu", "--root", str(root),
+                 "--device", "cpu", "--workers", "0", "--no-progress", "--two-step", "--teacher", str(teacher_path),
+                 "--cbgm", "--out", str(out), "--json", str(report)]) == 0  # fmt: skip
+    assert report.is_file()
+    two = load_results(out)
+    assert two.query_det_features is not None and two.query_det_features.shape[1] == 16
+    data = load_dataset("cuhk-sysu", root)
+    teacher, _ = load_teacher(teacher_path)
+    for q in range(len(data.queries)):
+        rows = np.flatnonzero(two.query_det_index == q)
+        # the forced ground-truth query box comes first, with the teacher's query feature
+        np.testing.assert_array_equal(two.query_det_boxes[rows[0]], data.queries[q].box.astype(np.float32))
+        np.testing.assert_allclose(two.query_det_features[rows[0]], two.query_features[q], atol=1e-5)
+    q = int(two.query_det_index[np.flatnonzero(np.bincount(two.query_det_index) > 1)[0]])
+    rows = np.flatnonzero(two.query_det_index == q)
+    image = image_to_tensor(load_image(data.queries[q].path))
+    with torch.no_grad():
+        want = teacher(crop_resize(image, torch.from_numpy(two.query_det_boxes[rows[1:]]), (64, 32))).embeddings
+    np.testing.assert_allclose(two.query_det_features[rows[1:]], want.numpy(), atol=1e-5)
+
+
 def test_two_step_flags_go_together(files, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from personsearch.cli import main
 

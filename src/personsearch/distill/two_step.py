@@ -1,8 +1,9 @@
 """The two-step pipeline for comparison: the end-to-end model's detections, the teacher's embeddings.
 
 Gallery: every detection of the end-to-end model is cropped from the input image and embedded by the
-teacher (``f^M``, L2-normalised). Queries: the ground-truth query box, embedded by the teacher. The results
-file has exactly the end-to-end layout (same boxes and scores, teacher features).
+teacher (``f^M``, L2-normalised). Queries: the ground-truth query box, embedded by the teacher (with
+``--cbgm`` also the query image's own detections). The results file has exactly the end-to-end layout
+(same boxes and scores, teacher features).
 """
 
 from __future__ import annotations
@@ -56,16 +57,15 @@ def run_two_step_inference(
     batch_size: int = 1,
     workers: int = 0,
     progress: bool = True,
+    query_detections: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Gallery detections (end-to-end model) with teacher features, and teacher query features."""
-    from personsearch.engine.inference import detect_gallery, embed_queries, preserved_rng
+    """Gallery detections (end-to-end model) with teacher features, and teacher query features; with
+    ``query_detections`` also the query images' detections with teacher features (for CBGM)."""
+    from personsearch.engine.inference import run_inference
 
     embedder = TeacherEmbedder(teacher.to(device))
-    with preserved_rng():
-        return {
-            **detect_gallery(model, data, device, batch_size, workers, progress, embed=embedder.embed_detections),
-            **embed_queries(model, data, device, batch_size, workers, progress, embed_boxes=embedder.embed_boxes),
-        }
+    return run_inference(model, data, device, batch_size, workers, progress, query_detections,
+                         embed=embedder.embed_detections, embed_boxes=embedder.embed_boxes)
 
 
 def _timed(fn: Callable[[], object], device: torch.device) -> float:
@@ -111,7 +111,6 @@ def two_step_from_args(args, model: torch.nn.Module, data: PersonSearchData, dev
 
     if not (args.two_step and args.teacher):
         raise PersonSearchError("--two-step and --teacher FILE go together")
-    if getattr(args, "cbgm", False):
-        raise PersonSearchError("--cbgm is not supported with --two-step")
     teacher, _ = load_teacher(args.teacher, device)
-    return run_two_step_inference(model, teacher, data, device, args.batch_size, args.workers, not args.no_progress)
+    return run_two_step_inference(model, teacher, data, device, args.batch_size, args.workers, not args.no_progress,
+                                  query_detections=bool(getattr(args, "cbgm", False)))

@@ -21,7 +21,10 @@ from personsearch.data import PersonSearchData
 from personsearch.data.torch_dataset import ImageListSet, collate
 from personsearch.engine.rng import rng_state, set_rng_state
 
+# (images, detector outputs) -> one embedding matrix per image; replaces the model's own embeddings
 GalleryEmbedder = Callable[[list[torch.Tensor], list[dict[str, torch.Tensor]]], list[torch.Tensor]]
+# (images, boxes per image) -> one embedding matrix per image
+BoxEmbedder = Callable[[list[torch.Tensor], list[torch.Tensor]], list[torch.Tensor]]
 
 
 @contextlib.contextmanager
@@ -82,7 +85,7 @@ def embed_queries(
     batch_size: int = 1,
     workers: int = 0,
     progress: bool = True,
-    embed_boxes: Callable[[list[torch.Tensor], list[torch.Tensor]], list[torch.Tensor]] | None = None,
+    embed_boxes: BoxEmbedder | None = None,
 ) -> dict[str, np.ndarray]:
     """Embeddings of the ground-truth query boxes, in the dataset's query order."""
     model.eval()
@@ -107,11 +110,14 @@ def detect_query_images(
     workers: int = 0,
     progress: bool = True,
     nms_thresh: float = 0.5,
+    embed: GalleryEmbedder | None = None,
+    embed_boxes: BoxEmbedder | None = None,
 ) -> dict[str, np.ndarray]:
     """CBGM context (spec 3.8): each query image run as a gallery image, its ground-truth query box forced
     in as the first row (score 1.0), NMS at ``nms_thresh``, rows in score order, embeddings without
-    score weighting."""
+    score weighting. ``embed``/``embed_boxes`` replace the model's embeddings (two-step pipeline)."""
     model.eval()
+    embed_boxes = embed_boxes or model.extract_query_features
     index, boxes, scores, feats = [], [], [], []
     loader = _loader([q.path for q in data.queries], 1, workers)
     for images, indices in tqdm(loader, desc="query images", disable=not progress, dynamic_ncols=True):
@@ -119,10 +125,13 @@ def detect_query_images(
         q = int(indices[0])
         det = model(images)[0]
         gt_box = torch.as_tensor(data.queries[q].box, dtype=torch.float32, device=device)[None]
-        gt_feat = model.extract_query_features(images, [gt_box])[0]
-        det_feat = det["embeddings"]
-        if getattr(model, "score_weighted_embeddings", False):
-            det_feat = det_feat / det["scores"].clamp(min=1e-6)[:, None]
+        gt_feat = embed_boxes(images, [gt_box])[0]
+        if embed is not None:
+            det_feat = embed(images, [det])[0]
+        else:
+            det_feat = det["embeddings"]
+            if getattr(model, "score_weighted_embeddings", False):
+                det_feat = det_feat / det["scores"].clamp(min=1e-6)[:, None]
         all_boxes = torch.cat([gt_box, det["boxes"].float()])
         ranking = torch.cat([gt_box.new_tensor([2.0]), det["scores"].float()])  # the query box ranks first
         keep = box_ops.nms(all_boxes, ranking, nms_thresh)
@@ -146,16 +155,20 @@ def run_inference(
     workers: int = 0,
     progress: bool = True,
     query_detections: bool = False,
+    embed: GalleryEmbedder | None = None,
+    embed_boxes: BoxEmbedder | None = None,
 ) -> dict[str, np.ndarray]:
     """Gallery detections and query embeddings: the content of a results file; with
-    ``query_detections`` also the query images' own detections that CBGM needs."""
+    ``query_detections`` also the query images' own detections that CBGM needs. ``embed`` and
+    ``embed_boxes`` replace the model's embeddings of detections and of given boxes (two-step)."""
     with preserved_rng():
         arrays = {
-            **detect_gallery(model, data, device, batch_size, workers, progress),
-            **embed_queries(model, data, device, batch_size, workers, progress),
+            **detect_gallery(model, data, device, batch_size, workers, progress, embed=embed),
+            **embed_queries(model, data, device, batch_size, workers, progress, embed_boxes=embed_boxes),
         }
         if query_detections:
-            arrays.update(detect_query_images(model, data, device, workers, progress))
+            arrays.update(detect_query_images(model, data, device, workers, progress, embed=embed,
+                                              embed_boxes=embed_boxes))
         return arrays
 
 
