@@ -12,7 +12,8 @@ import torch
 from personsearch.distill.sia import SIASettings, crop_resize, perturb_boxes
 from personsearch.distill.teacher import TeacherNet, TeacherSpec, load_teacher
 from personsearch.distill.teacher_data import CropAugment, PKSampler, augment_crop, item_generator, random_erase
-from personsearch.distill.teacher_train import batch_hard_triplet, crop_reid_metrics, lr_factor
+from personsearch.distill.teacher_train import batch_hard_triplet, lr_factor
+from personsearch.evaluation.crop_reid import crop_reid_metrics
 
 SPEC = TeacherSpec(arch="resnet18", num_classes=5, embedding_dim=16, input_size=(64, 32))
 

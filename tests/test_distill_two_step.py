@@ -120,6 +120,52 @@ def test_two_step_with_cbgm_embeds_the_query_images_with_the_teacher(files, tmp_
     np.testing.assert_allclose(two.query_det_features[rows[1:]], want.numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
+def test_gt_reid_is_the_teacher_protocol_for_both_embedders(files, tmp_path: Path) -> None:
+    """``test --gt-reid``: with --two-step it reproduces the teacher's own evaluation exactly; for the end-to-end
+    model it is the same protocol over the model's embeddings of the same ground-truth boxes."""
+    import json
+
+    from personsearch.cli import main
+    from personsearch.data import load_dataset
+    from personsearch.distill.teacher import load_teacher
+    from personsearch.distill.teacher_train import evaluate_teacher
+    from personsearch.engine.commands import load_trained_model
+    from personsearch.evaluation.crop_reid import crop_reid_metrics
+
+    root, student, teacher_path = files
+    common = ["test", "--checkpoint", str(student), "--dataset", "cuhk-sysu", "--root", str(root), "--device", "cpu",
+              "--workers", "0", "--no-progress", "--gt-reid"]  # fmt: skip
+    assert main([*common, "--two-step", "--teacher", str(teacher_path), "--json", str(tmp_path / "two.json")]) == 0
+    assert main([*common, "--json", str(tmp_path / "e2e.json")]) == 0
+    two = json.loads((tmp_path / "two.json").read_text())["gt_box_reid"]
+    e2e = json.loads((tmp_path / "e2e.json").read_text())["gt_box_reid"]
+
+    data = load_dataset("cuhk-sysu", root)
+    teacher, _ = load_teacher(teacher_path)
+    want = evaluate_teacher(teacher, data, torch.device("cpu"))
+    assert two["queries"] == want["queries"] > 0
+    assert two["mAP"] == pytest.approx(want["mAP"], abs=1e-6) and two["top1"] == pytest.approx(want["top1"])
+
+    model, _, _ = load_trained_model(student, "cpu")
+    from personsearch.data.images import load_image
+    from personsearch.data.torch_dataset import image_to_tensor
+
+    def embed(path: Path, boxes: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            image = image_to_tensor(load_image(path))
+            return model.extract_query_features([image], [torch.from_numpy(boxes.astype(np.float32))])[0]
+
+    qf = torch.cat([embed(q.path, q.box[None]) for q in data.queries])
+    gallery = [r for r in data.gallery if len(r.boxes)]
+    gf = torch.cat([embed(r.path, np.asarray(r.boxes)) for r in gallery])
+    by_hand = crop_reid_metrics(
+        qf, np.array([q.pid for q in data.queries]), [q.name for q in data.queries],
+        gf, np.concatenate([r.pids for r in gallery]), [r.name for r in gallery for _ in r.boxes],
+    )  # fmt: skip
+    assert e2e == pytest.approx(by_hand, abs=1e-6)
+
+
 def test_two_step_flags_go_together(files, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from personsearch.cli import main
 

@@ -1,10 +1,8 @@
 """Training and evaluating the crop-based Re-ID teacher (``personsearch train-teacher``).
 
 Loss: identity cross-entropy with label smoothing on the BN-neck logits + batch-hard triplet loss on the
-pre-BN features. Evaluation (a simple crop-level Re-ID protocol, ``docs/dkd.md``): every query's
-ground-truth crop against every ground-truth crop of the gallery images except those of the query's own
-image; positives = same identity; unlabelled crops are distractors; mAP (mean of the average precisions
-of the queries with at least one positive) and top-1.
+pre-BN features. Evaluation: the crop-level Re-ID protocol on ground-truth boxes of
+:mod:`personsearch.evaluation.crop_reid`.
 """
 
 from __future__ import annotations
@@ -23,11 +21,10 @@ from tqdm import tqdm
 
 from personsearch.config import save_config
 from personsearch.data import PersonSearchData, load_dataset
-from personsearch.data.annotations import UNLABELED
 from personsearch.engine.checkpoint import save_checkpoint
 from personsearch.engine.rng import seed_everything
 from personsearch.errors import ConfigError, PersonSearchError
-from personsearch.evaluation.ap import average_precision
+from personsearch.evaluation.crop_reid import crop_reid_metrics
 
 from .sia import SIASettings
 from .teacher import TeacherNet, TeacherSpec, build_teacher, teacher_checkpoint_state
@@ -118,31 +115,6 @@ def embed_crops(
     for batch, _ in tqdm(loader, desc="crops", disable=not progress, dynamic_ncols=True):
         feats.append(net(batch.to(device)).embeddings.float().cpu())
     return torch.cat(feats)
-
-
-def crop_reid_metrics(
-    query_feats: Tensor,
-    query_pids: np.ndarray,
-    query_images: list[str],
-    gallery_feats: Tensor,
-    gallery_pids: np.ndarray,
-    gallery_images: list[str],
-) -> dict[str, float]:
-    """mAP and top-1 of the crop-level protocol (see the module docstring)."""
-    sims = (query_feats @ gallery_feats.t()).numpy()
-    gallery_images_arr = np.array(gallery_images)
-    aps, top1 = [], []
-    for q in range(len(query_pids)):
-        keep = gallery_images_arr != query_images[q]
-        truth = (gallery_pids[keep] == query_pids[q]) & (gallery_pids[keep] != UNLABELED)
-        if not truth.any():
-            continue
-        scores = sims[q][keep]
-        aps.append(average_precision(truth, scores))
-        top1.append(float(truth[int(np.argmax(scores))]))
-    if not aps:
-        return {"mAP": 0.0, "top1": 0.0, "queries": 0}
-    return {"mAP": float(np.mean(aps)), "top1": float(np.mean(top1)), "queries": len(aps)}
 
 
 def evaluate_teacher(

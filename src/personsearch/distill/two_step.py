@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -49,25 +48,6 @@ class TeacherEmbedder:
         return self.embed_boxes(images, [o["boxes"] for o in outputs])
 
 
-def run_two_step_inference(
-    model: torch.nn.Module,
-    teacher: TeacherNet,
-    data: PersonSearchData,
-    device: torch.device,
-    batch_size: int = 1,
-    workers: int = 0,
-    progress: bool = True,
-    query_detections: bool = False,
-) -> dict[str, np.ndarray]:
-    """Gallery detections (end-to-end model) with teacher features, and teacher query features; with
-    ``query_detections`` also the query images' detections with teacher features (for CBGM)."""
-    from personsearch.engine.inference import run_inference
-
-    embedder = TeacherEmbedder(teacher.to(device))
-    return run_inference(model, data, device, batch_size, workers, progress, query_detections,
-                         embed=embedder.embed_detections, embed_boxes=embedder.embed_boxes)
-
-
 def _timed(fn: Callable[[], object], device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -103,8 +83,9 @@ def time_pipelines(
     return {"end_to_end_s": e2e, "two_step_s": two, "ratio": two / e2e, "images": len(tensors)}
 
 
-def two_step_from_args(args, model: torch.nn.Module, data: PersonSearchData, device: torch.device) -> dict:
-    """``infer/test --two-step --teacher FILE``: check the flags, load the teacher, run the pipeline."""
+def teacher_embedder_from_args(args, device: torch.device) -> TeacherEmbedder:
+    """``infer/test --two-step --teacher FILE``: check the flags, load the teacher as the embedder of the
+    end-to-end detections and of the query boxes (``run_inference(embed=..., embed_boxes=...)``)."""
     from personsearch.errors import PersonSearchError
 
     from .teacher import load_teacher
@@ -112,5 +93,4 @@ def two_step_from_args(args, model: torch.nn.Module, data: PersonSearchData, dev
     if not (args.two_step and args.teacher):
         raise PersonSearchError("--two-step and --teacher FILE go together")
     teacher, _ = load_teacher(args.teacher, device)
-    return run_two_step_inference(model, teacher, data, device, args.batch_size, args.workers, not args.no_progress,
-                                  query_detections=bool(getattr(args, "cbgm", False)))
+    return TeacherEmbedder(teacher.to(device))

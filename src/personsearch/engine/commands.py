@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "test":
             p.add_argument("--det-thresh", type=float, default=0.5, help="detection score threshold")
             p.add_argument("--json", type=Path, metavar="OUT.json", help="write every figure as JSON")
+            p.add_argument("--gt-reid", action="store_true",
+                           help="also Re-ID alone: the embeddings of every ground-truth box, queries against "
+                                "gallery boxes (no detector; the teacher's crop protocol, docs/dkd.md)")
         p.set_defaults(handler=run_infer if name == "infer" else run_test)
 
 
@@ -94,24 +97,34 @@ def load_trained_model(checkpoint: Path, device_name: str = "auto"):
 
 
 def _infer(args: argparse.Namespace):
+    """Load the model and data, run inference; returns the data, the results arrays and a function giving
+    the Re-ID-alone figures on ground-truth boxes with the same embedder (``test --gt-reid``)."""
     from personsearch.data import load_dataset
-    from personsearch.engine.inference import run_inference
+    from personsearch.engine.inference import gt_box_reid, run_inference
 
     model, _, device = load_trained_model(args.checkpoint, args.device)
     data = load_dataset(args.dataset, args.root)
+    embedders = {}
     if args.two_step or args.teacher:
-        from personsearch.distill.two_step import two_step_from_args
+        from personsearch.distill.two_step import teacher_embedder_from_args
 
-        return data, two_step_from_args(args, model, data, device)
-    arrays = run_inference(model, data, device, args.batch_size, args.workers, not args.no_progress,
-                           query_detections=args.cbgm)
-    return data, arrays
+        teacher = teacher_embedder_from_args(args, device)
+        embedders = {"embed": teacher.embed_detections, "embed_boxes": teacher.embed_boxes}
+    progress = not args.no_progress
+    arrays = run_inference(model, data, device, args.batch_size, args.workers, progress,
+                           query_detections=args.cbgm, **embedders)
+
+    def gt_reid() -> dict[str, float]:
+        return gt_box_reid(model, data, device, arrays["query_features"], args.workers, progress,
+                           embed_boxes=embedders.get("embed_boxes"))
+
+    return data, arrays, gt_reid
 
 
 def run_infer(args: argparse.Namespace) -> int:
     from personsearch.evaluation import make_results, save_results
 
-    _, arrays = _infer(args)
+    _, arrays, _ = _infer(args)
     save_results(args.out, make_results(**arrays))
     print(f"results: {args.out}")
     return 0
@@ -123,13 +136,17 @@ def run_test(args: argparse.Namespace) -> int:
     from personsearch.engine.inference import full_report
     from personsearch.evaluation import make_results, save_results
 
-    data, arrays = _infer(args)
+    data, arrays, gt_reid = _infer(args)
     results = make_results(**arrays)
     if args.out:
         save_results(args.out, results)
         print(f"results: {args.out}")
     report, table = full_report(data, results, det_thresh=args.det_thresh, cbgm=args.cbgm)
     print(table)
+    if args.gt_reid:
+        report["gt_box_reid"] = r = gt_reid()
+        print(f"Re-ID alone on ground-truth boxes (no detector, {r['queries']} queries): "
+              f"mAP {100 * r['mAP']:.2f}%  top-1 {100 * r['top1']:.2f}%")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -147,6 +147,44 @@ def detect_query_images(
     }
 
 
+@torch.no_grad()
+def gt_box_reid(
+    model: torch.nn.Module,
+    data: PersonSearchData,
+    device: torch.device,
+    query_features: np.ndarray,
+    workers: int = 0,
+    progress: bool = True,
+    embed_boxes: BoxEmbedder | None = None,
+) -> dict[str, float]:
+    """Re-ID alone on ground-truth boxes (:mod:`personsearch.evaluation.crop_reid`): ``query_features`` (in
+    query order) against the embeddings of every ground-truth box of the gallery images, by the model's
+    Re-ID head or ``embed_boxes`` (the teacher in two-step)."""
+    from personsearch.evaluation.crop_reid import crop_reid_metrics
+
+    model.eval()
+    embed_boxes = embed_boxes or model.extract_query_features
+    feats, pids, names = [], [], []
+    loader = _loader([r.path for r in data.gallery], 1, workers)
+    with preserved_rng():
+        for images, indices in tqdm(loader, desc="GT boxes", disable=not progress, dynamic_ncols=True):
+            record = data.gallery[int(indices[0])]
+            if len(record.boxes) == 0:
+                continue
+            boxes = torch.as_tensor(np.asarray(record.boxes), dtype=torch.float32, device=device)
+            feats.append(embed_boxes([images[0].to(device)], [boxes])[0].float().cpu())
+            pids.extend(int(p) for p in record.pids)
+            names.extend([record.name] * len(record.boxes))
+    return crop_reid_metrics(
+        torch.from_numpy(np.asarray(query_features, dtype=np.float32)),
+        np.array([int(q.pid) for q in data.queries]),
+        [q.name for q in data.queries],
+        torch.cat(feats) if feats else torch.zeros(0, np.asarray(query_features).shape[1]),
+        np.array(pids, dtype=np.int64),
+        names,
+    )
+
+
 def run_inference(
     model: torch.nn.Module,
     data: PersonSearchData,
