@@ -8,9 +8,11 @@ and the two-step pipeline, as in the paper); six students are trained with ``tra
 ``train.seed=S``, only the ``distill.*`` keys differ) and tested with ``test``; the two-step row re-embeds
 the baseline student's detections with the ISA teacher (``test --two-step``); the teacher-alone row is the
 ISA teacher's crop-level Re-ID on ground-truth boxes (its own protocol, see docs/dkd.md, not comparable to
-the search rows). Every step runs as a ``personsearch`` sub-process; finished steps are skipped when the
-script is re-run with the same ``--work`` folder, so an interrupted ablation resumes, and seeds can run as
-parallel processes sharing one ``--work`` (one ``--seeds S`` each, then ``--collect`` over all of them).
+the search rows; the "Re-ID alone" column applies that protocol to every row's embeddings with
+``test --gt-reid``, which separates the embeddings from the detector). Every step runs as a ``personsearch``
+sub-process; finished steps are skipped when the script is re-run with the same ``--work`` folder, so an
+interrupted ablation resumes, and seeds can run as parallel processes sharing one ``--work`` (one
+``--seeds S`` each, then ``--collect`` over all of them).
 
 Usage:
   python benchmarks/ablation.py --work /tmp/ablation --seeds 0 1 [--preset small] [--gallery-size 100]
@@ -91,7 +93,10 @@ def test_metrics(report: Path, gallery_size: int) -> dict:
     result = json.loads(report.read_text())
     sweep = result["sweep"]
     rows = [r for r in sweep if r["gallery_size"] == gallery_size] or sweep[:1]
-    return {**rows[0]["search"], "det_ap": result["detection"]["ap"]}
+    out = {**rows[0]["search"], "det_ap": result["detection"]["ap"]}
+    if "gt_box_reid" in result:
+        out["gt_map"] = result["gt_box_reid"]["mAP"]
+    return out
 
 
 def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
@@ -121,7 +126,7 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
         ], collect)
         report = work / f"test_{key}.json"
         step(work, f"test_{key}", [*CLI, "test", "--no-progress", "--checkpoint", str(run_dir / "last.pth"),
-                                   "--dataset", "cuhk-sysu", "--root", str(data), "--workers", "0",
+                                   "--dataset", "cuhk-sysu", "--root", str(data), "--workers", "0", "--gt-reid",
                                    "--json", str(report)], collect)
         return {**test_metrics(report, args.gallery_size), "seconds": record["seconds"]}
 
@@ -131,7 +136,7 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
         report = work / "test_two_step.json"
         step(work, "test_two_step", [
             *CLI, "test", "--no-progress", "--checkpoint", str(work / "student_baseline" / "last.pth"),
-            "--dataset", "cuhk-sysu", "--root", str(data), "--workers", "0", "--two-step",
+            "--dataset", "cuhk-sysu", "--root", str(data), "--workers", "0", "--two-step", "--gt-reid",
             "--teacher", str(isa_teacher), "--json", str(report),
         ], collect)
         return {**test_metrics(report, args.gallery_size),
@@ -140,7 +145,7 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
     def teacher_alone() -> dict:
         path, record = teacher("isa")
         final = json.loads((path.parent / "metrics.jsonl").read_text().splitlines()[-1])
-        return {"mAP": final["mAP"], "top1": final["top1"], "seconds": record["seconds"]}
+        return {"mAP": final["mAP"], "top1": final["top1"], "gt_map": final["mAP"], "seconds": record["seconds"]}
 
     try:
         step(work, "dataset", [*CLI, "synth", "--format", "cuhk-sysu", "--out", str(data), "--preset",
@@ -183,8 +188,8 @@ def table(per_seed: dict[int, dict[str, dict]], gallery_size: int, rows: list[st
     header = f"row (gallery {gallery_size}, seeds {', '.join(map(str, seeds))})"
     lines = [
         f"| {header} | mAP (%) | top-1 (%) | mAP − baseline, same seed (seeds above) | detection AP (%) "
-        "| training time (s) |",
-        "|---|---|---|---|---|---|",
+        "| Re-ID alone, GT boxes: mAP (%) | training time (s) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for key in rows:
         vals = [per_seed[s][key] for s in seeds if key in per_seed[s]]
@@ -192,8 +197,9 @@ def table(per_seed: dict[int, dict[str, dict]], gallery_size: int, rows: list[st
             continue
         name = ROW_NAMES[key] + ("" if len(vals) == len(seeds) else f" [{len(vals)} seeds]")
         det = [v["det_ap"] for v in vals if "det_ap" in v]
+        gt = [v["gt_map"] for v in vals if "gt_map" in v]
         lines.append(f"| {name} | {fmt([v['mAP'] for v in vals])} | {fmt([v['top1'] for v in vals])} | "
-                     f"{paired_gain(per_seed, key)} | {fmt(det) if det else '–'} | "
+                     f"{paired_gain(per_seed, key)} | {fmt(det) if det else '–'} | {fmt(gt) if gt else '–'} | "
                      f"{fmt([v['seconds'] for v in vals], scale=1.0, digits=0)} |")
     return "\n".join(lines)
 
