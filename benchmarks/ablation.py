@@ -39,16 +39,24 @@ CLI = [sys.executable, "-m", "personsearch.cli"]
 STUDENT_ROWS: dict[str, tuple[str, str, list[str] | None]] = {
     "baseline": ("baseline", "plain", None),
     "p": ("+L_p", "plain", ["distill.beta_p=1", "distill.beta_pr=0", "distill.beta_tr=0", "distill.fsa=false"]),
-    "p_pr": ("+L_p+L_pr", "plain",
-             ["distill.beta_p=1", "distill.beta_pr=1", "distill.beta_tr=0", "distill.fsa=false"]),
-    "p_pr_tr": ("+L_p+L_pr+L_tr", "plain",
-                ["distill.beta_p=1", "distill.beta_pr=1", "distill.beta_tr=1", "distill.fsa=false"]),
-    "sia": ("+SIA (full DKD, all β = 1)", "isa",
-            ["distill.beta_p=1", "distill.beta_pr=1", "distill.beta_tr=1", "distill.fsa=true"]),
+    "p_pr": ("+L_p+L_pr", "plain", ["distill.beta_p=1", "distill.beta_pr=1", "distill.beta_tr=0", "distill.fsa=false"]),
+    "p_pr_tr": (
+        "+L_p+L_pr+L_tr",
+        "plain",
+        ["distill.beta_p=1", "distill.beta_pr=1", "distill.beta_tr=1", "distill.fsa=false"],
+    ),
+    "sia": (
+        "+SIA (full DKD, all β = 1)",
+        "isa",
+        ["distill.beta_p=1", "distill.beta_pr=1", "distill.beta_tr=1", "distill.fsa=true"],
+    ),
     # the weights rebalanced for the loss scales measured in training (L_p 2-5, L_pr 0.04-0.07, L_tr ~0.3,
     # L_oim 6-8): the config defaults since this ablation (spelled out so the row stays what it is)
-    "rebalanced": ("full DKD, tuned β (β_p 0.25, β_pr 30, β_tr 1)", "isa",
-                   ["distill.beta_p=0.25", "distill.beta_pr=30", "distill.beta_tr=1", "distill.fsa=true"]),
+    "rebalanced": (
+        "full DKD, tuned β (β_p 0.25, β_pr 30, β_tr 1)",
+        "isa",
+        ["distill.beta_p=0.25", "distill.beta_pr=30", "distill.beta_tr=1", "distill.fsa=true"],
+    ),
 }
 OTHER_ROWS = {"two_step": "two-step", "teacher": "teacher alone (GT boxes)"}
 ROW_KEYS = [*STUDENT_ROWS, *OTHER_ROWS]
@@ -109,38 +117,100 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
 
     def teacher(kind: str) -> tuple[Path, dict]:
         run_dir = work / f"teacher_{kind}"
-        record = step(work, f"teacher_{kind}", [
-            *CLI, "train-teacher", "--no-progress", "--config", str(args.teacher_config), f"dataset.root={data}",
-            f"output_dir={run_dir}", f"teacher.seed={seed}", f"teacher.isa={'true' if kind == 'isa' else 'false'}",
-            *args.teacher,
-        ], collect)
+        record = step(
+            work,
+            f"teacher_{kind}",
+            [
+                *CLI,
+                "train-teacher",
+                "--no-progress",
+                "--config",
+                str(args.teacher_config),
+                f"dataset.root={data}",
+                f"output_dir={run_dir}",
+                f"teacher.seed={seed}",
+                f"teacher.isa={'true' if kind == 'isa' else 'false'}",
+                *args.teacher,
+            ],
+            collect,
+        )
         return run_dir / "teacher.pth", record
 
     def student(key: str) -> dict:
         _, teacher_kind, distill = STUDENT_ROWS[key]
         overrides = [] if distill is None else [f"distill.teacher={teacher(teacher_kind)[0]}", *distill]
         run_dir = work / f"student_{key}"
-        record = step(work, f"student_{key}", [
-            *CLI, "train", "--no-progress", "--config", str(args.student_config), f"dataset.root={data}",
-            f"output_dir={run_dir}", f"train.seed={seed}", "train.eval_period=-1", *overrides, *args.student,
-        ], collect)
+        record = step(
+            work,
+            f"student_{key}",
+            [
+                *CLI,
+                "train",
+                "--no-progress",
+                "--config",
+                str(args.student_config),
+                f"dataset.root={data}",
+                f"output_dir={run_dir}",
+                f"train.seed={seed}",
+                "train.eval_period=-1",
+                *overrides,
+                *args.student,
+            ],
+            collect,
+        )
         report = work / f"test_{key}.json"
-        step(work, f"test_{key}", [*CLI, "test", "--no-progress", "--checkpoint", str(run_dir / "last.pth"),
-                                   "--dataset", "cuhk-sysu", "--root", str(data), "--workers", "0", "--gt-reid",
-                                   "--json", str(report)], collect)
+        step(
+            work,
+            f"test_{key}",
+            [
+                *CLI,
+                "test",
+                "--no-progress",
+                "--checkpoint",
+                str(run_dir / "last.pth"),
+                "--dataset",
+                "cuhk-sysu",
+                "--root",
+                str(data),
+                "--workers",
+                "0",
+                "--gt-reid",
+                "--json",
+                str(report),
+            ],
+            collect,
+        )
         return {**test_metrics(report, args.gallery_size), "seconds": record["seconds"]}
 
     def two_step() -> dict:
         baseline = student("baseline")
         isa_teacher, isa_record = teacher("isa")
         report = work / "test_two_step.json"
-        step(work, "test_two_step", [
-            *CLI, "test", "--no-progress", "--checkpoint", str(work / "student_baseline" / "last.pth"),
-            "--dataset", "cuhk-sysu", "--root", str(data), "--workers", "0", "--two-step", "--gt-reid",
-            "--teacher", str(isa_teacher), "--json", str(report),
-        ], collect)
-        return {**test_metrics(report, args.gallery_size),
-                "seconds": baseline["seconds"] + isa_record["seconds"]}
+        step(
+            work,
+            "test_two_step",
+            [
+                *CLI,
+                "test",
+                "--no-progress",
+                "--checkpoint",
+                str(work / "student_baseline" / "last.pth"),
+                "--dataset",
+                "cuhk-sysu",
+                "--root",
+                str(data),
+                "--workers",
+                "0",
+                "--two-step",
+                "--gt-reid",
+                "--teacher",
+                str(isa_teacher),
+                "--json",
+                str(report),
+            ],
+            collect,
+        )
+        return {**test_metrics(report, args.gallery_size), "seconds": baseline["seconds"] + isa_record["seconds"]}
 
     def teacher_alone() -> dict:
         path, record = teacher("isa")
@@ -148,8 +218,12 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
         return {"mAP": final["mAP"], "top1": final["top1"], "gt_map": final["mAP"], "seconds": record["seconds"]}
 
     try:
-        step(work, "dataset", [*CLI, "synth", "--format", "cuhk-sysu", "--out", str(data), "--preset",
-                               args.preset, "--seed", str(seed)], collect)
+        step(
+            work,
+            "dataset",
+            [*CLI, "synth", "--format", "cuhk-sysu", "--out", str(data), "--preset", args.preset, "--seed", str(seed)],
+            collect,
+        )
     except StepMissing:
         return out
     for key in args.rows:
@@ -198,15 +272,18 @@ def table(per_seed: dict[int, dict[str, dict]], gallery_size: int, rows: list[st
         name = ROW_NAMES[key] + ("" if len(vals) == len(seeds) else f" [{len(vals)} seeds]")
         det = [v["det_ap"] for v in vals if "det_ap" in v]
         gt = [v["gt_map"] for v in vals if "gt_map" in v]
-        lines.append(f"| {name} | {fmt([v['mAP'] for v in vals])} | {fmt([v['top1'] for v in vals])} | "
-                     f"{paired_gain(per_seed, key)} | {fmt(det) if det else '–'} | {fmt(gt) if gt else '–'} | "
-                     f"{fmt([v['seconds'] for v in vals], scale=1.0, digits=0)} |")
+        lines.append(
+            f"| {name} | {fmt([v['mAP'] for v in vals])} | {fmt([v['top1'] for v in vals])} | "
+            f"{paired_gain(per_seed, key)} | {fmt(det) if det else '–'} | {fmt(gt) if gt else '–'} | "
+            f"{fmt([v['seconds'] for v in vals], scale=1.0, digits=0)} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--work", type=Path, required=True, help="working folder (re-use it to resume)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--preset", default="small")
@@ -215,17 +292,22 @@ def main() -> None:
     parser.add_argument("--teacher-config", type=Path, default=ROOT / "configs" / "teacher_synthetic_cpu.yaml")
     parser.add_argument("--student", nargs="*", default=[], metavar="KEY=VALUE", help="extra student overrides")
     parser.add_argument("--teacher", nargs="*", default=[], metavar="KEY=VALUE", help="extra teacher overrides")
-    parser.add_argument("--rows", nargs="+", default=ROW_KEYS, choices=ROW_KEYS,
-                        metavar="ROW", help=f"rows to run, in this order (default: all; "
-                                            f"choices: {' '.join(ROW_KEYS)})")
-    parser.add_argument("--collect", action="store_true",
-                        help="run nothing: tabulate the steps already finished in --work")
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        default=ROW_KEYS,
+        choices=ROW_KEYS,
+        metavar="ROW",
+        help=f"rows to run, in this order (default: all; choices: {' '.join(ROW_KEYS)})",
+    )
+    parser.add_argument(
+        "--collect", action="store_true", help="run nothing: tabulate the steps already finished in --work"
+    )
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument("--json", type=Path, help="also write every seed's row figures to this file")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    print(f"ablation in {args.work}: seeds {args.seeds}, preset {args.preset}, "
-          f"{os.cpu_count()} CPU cores", flush=True)
+    print(f"ablation in {args.work}: seeds {args.seeds}, preset {args.preset}, {os.cpu_count()} CPU cores", flush=True)
     per_seed = {}
     for seed in args.seeds:
         print(f"seed {seed}", flush=True)

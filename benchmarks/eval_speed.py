@@ -96,8 +96,14 @@ def write_testg_matlab_style(path: Path, size: int, query_rows: list[tuple[bytes
     for query, entries in query_rows:
         total += len(query) + 8 + 16 + 16 + 8 + len(fields_g) + sum(len(e) for e in entries)
     name = f"TestG{size}".encode()
-    head_body = (struct.pack("<II", 6, 8) + struct.pack("<II", 2, 0) + struct.pack("<II", 5, 8)
-                 + struct.pack("<2i", 1, len(query_rows)) + _el(1, name) + fields_q)
+    head_body = (
+        struct.pack("<II", 6, 8)
+        + struct.pack("<II", 2, 0)
+        + struct.pack("<II", 5, 8)
+        + struct.pack("<2i", 1, len(query_rows))
+        + _el(1, name)
+        + fields_q
+    )
     top = struct.pack("<II", 14, len(head_body) + total) + head_body
     packer = zlib.compressobj(6)
     header = b"MATLAB 5.0 MAT-file, Platform: MACI64, Created on: Sun Nov  1 12:06:30 2015".ljust(116)
@@ -121,8 +127,9 @@ def write_testg_matlab_style(path: Path, size: int, query_rows: list[tuple[bytes
         out.write(struct.pack("<II", 15, size_in))
 
 
-def build_cuhk(root: Path, sizes: list[int], seed: int = 0, n_pool: int = 6978, n_queries: int = 2900,
-               n_train: int = 4) -> dict:
+def build_cuhk(
+    root: Path, sizes: list[int], seed: int = 0, n_pool: int = 6978, n_queries: int = 2900, n_train: int = 4
+) -> dict:
     """CUHK-SYSU annotation files at full scale; returns the ground truth used for the results file."""
     rng = np.random.default_rng(seed)
     ann = root / "annotation"
@@ -181,11 +188,11 @@ def build_cuhk(root: Path, sizes: list[int], seed: int = 0, n_pool: int = 6978, 
             for q, occ in enumerate(queries):
                 (qg, qbox), pos = occ[0], occ[1:]
                 fields = _struct_header((1, 1), ["imname", "idlocate", "ishard", "idname"])[0]
-                query = _matrix(2, (1, 1), fields + _m_char(pool[qg]) + _m_double(qbox) + hard
-                                + _m_char(f"p{q + 1}"))
+                query = _matrix(2, (1, 1), fields + _m_char(pool[qg]) + _m_double(qbox) + hard + _m_char(f"p{q + 1}"))
                 taken = {qg, *(g for g, _ in pos)}
-                neg = [g for g in rng.choice(n_pool, size + len(taken) + 8, replace=False).tolist()
-                       if g not in taken][: size - len(pos)]
+                neg = [g for g in rng.choice(n_pool, size + len(taken) + 8, replace=False).tolist() if g not in taken][
+                    : size - len(pos)
+                ]
                 entries = []
                 for g, box in pos:
                     entries += [_m_char(pool[g]), _m_double(box), hard]
@@ -200,12 +207,12 @@ def build_cuhk(root: Path, sizes: list[int], seed: int = 0, n_pool: int = 6978, 
             struct_arr = np.zeros((1, n_queries), dtype=[("Query", "O"), ("Gallery", "O")])
             for q, occ in enumerate(queries):
                 (qg, qbox), pos = occ[0], occ[1:]
-                query = np.zeros((1, 1), dtype=[("imname", "O"), ("idlocate", "O"), ("ishard", "O"),
-                                                ("idname", "O")])
+                query = np.zeros((1, 1), dtype=[("imname", "O"), ("idlocate", "O"), ("ishard", "O"), ("idname", "O")])
                 query[0, 0] = (pool[qg], _box_store(qbox), np.array([[0]], np.uint8), f"p{q + 1}")
                 taken = {qg, *(g for g, _ in pos)}
-                neg = [g for g in rng.choice(n_pool, size + len(taken) + 8, replace=False).tolist()
-                       if g not in taken][: size - len(pos)]
+                neg = [g for g in rng.choice(n_pool, size + len(taken) + 8, replace=False).tolist() if g not in taken][
+                    : size - len(pos)
+                ]
                 gal = np.zeros((1, size), dtype=[("imname", "O"), ("idlocate", "O"), ("ishard", "O")])
                 flat = gal.reshape(-1)
                 for k, (g, box) in enumerate(pos):
@@ -214,13 +221,16 @@ def build_cuhk(root: Path, sizes: list[int], seed: int = 0, n_pool: int = 6978, 
                     flat[k] = (pool[g], empty, empty)
                 struct_arr[0, q] = (query, gal)
             scipy.io.savemat(path, {f"TestG{size}": struct_arr}, do_compression=True)
-        print(f"  wrote {path.name} ({path.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.0f} s",
-              flush=True)
+        print(
+            f"  wrote {path.name} ({path.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
     return {"pool": pool, "boxes": boxes, "queries": queries}
 
 
-def build_prw(root: Path, seed: int = 0, n_test: int = 6112, n_queries: int = 2057, n_ids: int = 544,
-              n_train: int = 2) -> dict:
+def build_prw(
+    root: Path, seed: int = 0, n_test: int = 6112, n_queries: int = 2057, n_ids: int = 544, n_train: int = 2
+) -> dict:
     """PRW annotation files at full scale."""
     rng = np.random.default_rng(seed)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
@@ -238,8 +248,10 @@ def build_prw(root: Path, seed: int = 0, n_test: int = 6112, n_queries: int = 20
         gt[name] = (pids, b)
         if not (root / "annotations" / f"{name}.mat").exists():
             scipy.io.savemat(root / "annotations" / f"{name}.mat", {"box_new": np.c_[pids, b]})
-    for key, file, frames in (("img_index_test", "frame_test.mat", test), ("img_index_train",
-                                                                           "frame_train.mat", train)):
+    for key, file, frames in (
+        ("img_index_test", "frame_test.mat", test),
+        ("img_index_train", "frame_train.mat", train),
+    ):
         cell = np.empty((len(frames), 1), dtype=object)
         for i, n in enumerate(frames):
             cell[i, 0] = n[:-4]
@@ -292,11 +304,16 @@ def build_results(data, path: Path, dim: int, seed: int) -> None:
         f = np.array(fe) + rng.normal(0, 0.9 / np.sqrt(dim), (len(fe), dim))
         f /= np.linalg.norm(f, axis=1, keepdims=True)
         feats.append(f * np.array(sc)[:, None])
-    q = np.array([centre(int(qr.pid)) for qr in data.queries]) + rng.normal(0, 0.9 / np.sqrt(dim),
-                                                                             (len(data.queries), dim))
+    q = np.array([centre(int(qr.pid)) for qr in data.queries]) + rng.normal(
+        0, 0.9 / np.sqrt(dim), (len(data.queries), dim)
+    )
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    save_results(path, make_results(names, image, np.array(boxes), np.array(scores), np.concatenate(feats),
-                                    [qr.name for qr in data.queries], q))
+    save_results(
+        path,
+        make_results(
+            names, image, np.array(boxes), np.array(scores), np.concatenate(feats), [qr.name for qr in data.queries], q
+        ),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ timing
@@ -311,10 +328,8 @@ print(json.dumps({"code": code, "seconds": time.perf_counter() - t0, "peak_mib":
 
 
 def run_child(args: list[str], cache: Path) -> dict:
-    env = dict(os.environ, PERSONSEARCH_CACHE=str(cache), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS",
-                                                                                           "2"))
-    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, env=env,
-                          check=False)
+    env = dict(os.environ, PERSONSEARCH_CACHE=str(cache), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"evaluate failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -335,7 +350,7 @@ def time_reference(dataset: str, root: Path, results_path: Path, size: int | Non
     dets, feats = [], []
     for rec in data.gallery:
         i = index.get(rec.name)
-        rows = order[bounds[i]: bounds[i + 1]] if i is not None else np.zeros(0, int)
+        rows = order[bounds[i] : bounds[i + 1]] if i is not None else np.zeros(0, int)
         dets.append(np.concatenate([res.det_boxes[rows], res.det_scores[rows, None]], 1))
         feats.append(res.det_features[rows])
     t0 = time.perf_counter()
@@ -344,20 +359,29 @@ def time_reference(dataset: str, root: Path, results_path: Path, size: int | Non
         protoc = scipy.io.loadmat(root / f"annotation/test/train_test/{key}.mat")[key].squeeze()
         t_load = time.perf_counter() - t0
         t1 = time.perf_counter()
-        rows = [(str(item["Query"][0, 0]["imname"][0]), [(str(e[0][0]), e[1][0]) for e in
-                                                         item["Gallery"].squeeze()])
-                for item in protoc[:n_queries]]
+        rows = [
+            (str(item["Query"][0, 0]["imname"][0]), [(str(e[0][0]), e[1][0]) for e in item["Gallery"].squeeze()])
+            for item in protoc[:n_queries]
+        ]
         ref_search_cuhk([r.name for r in data.gallery], dets, feats, res.query_features[:n_queries], rows)
     else:
         t_load = 0.0
         t1 = time.perf_counter()
-        ref_search_prw([(r.name, r.boxes, r.pids, r.cam_id) for r in data.gallery], dets, feats,
-                       [(q.name, q.pid, q.cam_id) for q in data.queries[:n_queries]],
-                       res.query_features[:n_queries])
+        ref_search_prw(
+            [(r.name, r.boxes, r.pids, r.cam_id) for r in data.gallery],
+            dets,
+            feats,
+            [(q.name, q.pid, q.cam_id) for q in data.queries[:n_queries]],
+            res.query_features[:n_queries],
+        )
     loop = time.perf_counter() - t1
     total_q = len(data.queries)
-    return {"loadmat_s": t_load, "loop_s_measured": loop, "queries_measured": n_queries,
-            "estimated_total_s": t_load + loop * total_q / n_queries}
+    return {
+        "loadmat_s": t_load,
+        "loop_s_measured": loop,
+        "queries_measured": n_queries,
+        "estimated_total_s": t_load + loop * total_q / n_queries,
+    }
 
 
 def main() -> None:
@@ -398,33 +422,52 @@ def main() -> None:
     for label, dataset, root, results, size in jobs:
         cache = work / "cache-cold"
         shutil.rmtree(cache, ignore_errors=True)
-        cli = ["evaluate", "--dataset", dataset, "--root", str(root), "--results", str(results), "--json",
-               str(work / f"{dataset}-{size}.json")]
+        cli = [
+            "evaluate",
+            "--dataset",
+            dataset,
+            "--root",
+            str(root),
+            "--results",
+            str(results),
+            "--json",
+            str(work / f"{dataset}-{size}.json"),
+        ]
         if size is not None:
             cli += ["--gallery-size", str(size)]
         cold = run_child(cli, cache)
         warm = run_child(cli, cache)
         metrics = json.loads((work / f"{dataset}-{size}.json").read_text())
-        row = {"protocol": label, "cold_s": cold["seconds"], "warm_s": warm["seconds"],
-               "peak_mib": max(cold["peak_mib"], warm["peak_mib"]), "mAP": metrics["search"]["mAP"],
-               "top1": metrics["search"]["top1"]}
+        row = {
+            "protocol": label,
+            "cold_s": cold["seconds"],
+            "warm_s": warm["seconds"],
+            "peak_mib": max(cold["peak_mib"], warm["peak_mib"]),
+            "mAP": metrics["search"]["mAP"],
+            "top1": metrics["search"]["top1"],
+        }
         if args.reference and (size is None or size <= 100):
             row["reference"] = time_reference(dataset, root, results, size, args.reference_queries)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print()
-    print(f"{'protocol':38} {'cold s':>8} {'warm s':>8} {'peak MiB':>9} {'ref s (est.)':>13} "
-          f"{'cold x':>7} {'warm x':>7}")
+    print(
+        f"{'protocol':38} {'cold s':>8} {'warm s':>8} {'peak MiB':>9} {'ref s (est.)':>13} {'cold x':>7} {'warm x':>7}"
+    )
     for r in rows:
         ref = r.get("reference", {}).get("estimated_total_s")
         cold_x = f"{ref / r['cold_s']:.0f}x" if ref else "-"
         warm_x = f"{ref / r['warm_s']:.0f}x" if ref else "-"
         ref_text = f"{ref:.1f}" if ref else "-"
-        print(f"{r['protocol']:38} {r['cold_s']:8.2f} {r['warm_s']:8.2f} {r['peak_mib']:9.0f} {ref_text:>13} "
-              f"{cold_x:>7} {warm_x:>7}")
-    print("cold: empty parse cache (every annotation file parsed); warm: cache filled. Times include Python "
-          "start-up, dataset loading and results loading. The reference runs in this process on cached "
-          "dataset records and includes loadmat of the TestG file.")
+        print(
+            f"{r['protocol']:38} {r['cold_s']:8.2f} {r['warm_s']:8.2f} {r['peak_mib']:9.0f} {ref_text:>13} "
+            f"{cold_x:>7} {warm_x:>7}"
+        )
+    print(
+        "cold: empty parse cache (every annotation file parsed); warm: cache filled. Times include Python "
+        "start-up, dataset loading and results loading. The reference runs in this process on cached "
+        "dataset records and includes loadmat of the TestG file."
+    )
 
 
 if __name__ == "__main__":

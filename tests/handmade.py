@@ -61,8 +61,7 @@ CUHK_TRAIN = [  # identity -> scenes
 CUHK_QUERIES = [  # (query image, query box, gallery entries [(image, box or None)])
     ("s10.jpg", [10, 10, 40, 90], [("s11.jpg", [20, 20, 40, 90]), ("s12.jpg", None), ("s13.jpg", None)]),
     # the query image is in its own gallery with the identical box
-    ("s11.jpg", [200, 30, 40, 90], [("s13.jpg", [240, 40, 40, 90]), ("s11.jpg", [200, 30, 40, 90]),
-                                    ("s10.jpg", None)]),
+    ("s11.jpg", [200, 30, 40, 90], [("s13.jpg", [240, 40, 40, 90]), ("s11.jpg", [200, 30, 40, 90]), ("s10.jpg", None)]),
     # a positive after a negative: the reference loaders stop labelling at the first negative
     ("s12.jpg", [30, 30, 40, 90], [("s13.jpg", None), ("s10.jpg", [100, 10, 40, 90]), ("s11.jpg", None)]),
 ]
@@ -82,22 +81,22 @@ def write_cuhk(root: Path, protocol_sizes: tuple[int, ...] = (50,)) -> Path:
     scipy.io.savemat(ann / "pool.mat", {"pool": _cell(CUHK_POOL)})
     train_cells = []
     for index, scenes in enumerate(CUHK_TRAIN):
-        scene = _struct(["imname", "idlocate", "ishard"], [(n, _box(b), np.array([[0]], np.uint8))
-                                                          for n, b in scenes])
-        train_cells.append(_struct(["idname", "nAppear", "scene"],
-                                   [(f"p{index + 1}", np.array([[len(scenes)]], np.uint8), scene)]))
+        scene = _struct(["imname", "idlocate", "ishard"], [(n, _box(b), np.array([[0]], np.uint8)) for n, b in scenes])
+        train_cells.append(
+            _struct(["idname", "nAppear", "scene"], [(f"p{index + 1}", np.array([[len(scenes)]], np.uint8), scene)])
+        )
     scipy.io.savemat(ann / "test" / "train_test" / "Train.mat", {"Train": _cell(train_cells)})
     for size in protocol_sizes:
         rows = []
         for q, (qname, qbox, gallery) in enumerate(CUHK_QUERIES):
-            query = _struct(["imname", "idlocate", "ishard", "idname"],
-                            [(qname, _box(qbox), np.array([[0]], np.uint8), f"p{100 + q}")])
-            entries = [(n, EMPTY, EMPTY) if b is None else (n, _box(b), np.array([[0]], np.uint8))
-                       for n, b in gallery]
+            query = _struct(
+                ["imname", "idlocate", "ishard", "idname"],
+                [(qname, _box(qbox), np.array([[0]], np.uint8), f"p{100 + q}")],
+            )
+            entries = [(n, EMPTY, EMPTY) if b is None else (n, _box(b), np.array([[0]], np.uint8)) for n, b in gallery]
             rows.append((query, _struct(["imname", "idlocate", "ishard"], entries)))
         key = f"TestG{size}"
-        scipy.io.savemat(ann / "test" / "train_test" / f"{key}.mat",
-                         {key: _struct(["Query", "Gallery"], rows)})
+        scipy.io.savemat(ann / "test" / "train_test" / f"{key}.mat", {key: _struct(["Query", "Gallery"], rows)})
     return root
 
 
@@ -107,8 +106,11 @@ PRW_TRAIN = {
     "c1s1_000002": ("anno_file", [[1, 12.7, 22, 30, 60], [2, 50, 50, 40, 80]], np.float64),
 }
 PRW_TEST = {
-    "c2s1_000010": ("anno_previous", [[5, -3.5, 10, 40.9, 90], [7, 100, 10, 40, 90], [-2, 200, 10, 30, 60]],
-                    np.float64),
+    "c2s1_000010": (
+        "anno_previous",
+        [[5, -3.5, 10, 40.9, 90], [7, 100, 10, 40, 90], [-2, 200, 10, 30, 60]],
+        np.float64,
+    ),
     "c3s1_000020": ("box_new", [[5, 20, 20, 40, 90], [5, 300, 20, 40, 90]], np.float64),  # pid 5 twice
     "c1s2_000030": ("box_new", [[7, 230, 30, 40, 90]], np.uint8),  # x + w = 270 > 255
 }
@@ -148,6 +150,14 @@ TINY_MODEL = [
 def tiny_config(root: Path, out: Path, *extra: str) -> dict:
     return load_config(
         None,
-        [f"dataset.root={root}", f"output_dir={out}", "train.batch_size=2", "train.workers=0",
-         "train.eval_period=-1", "train.tensorboard=false", *TINY_MODEL, *extra],
+        [
+            f"dataset.root={root}",
+            f"output_dir={out}",
+            "train.batch_size=2",
+            "train.workers=0",
+            "train.eval_period=-1",
+            "train.tensorboard=false",
+            *TINY_MODEL,
+            *extra,
+        ],
     )

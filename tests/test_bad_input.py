@@ -101,9 +101,10 @@ def test_cli_subprocess_has_no_traceback(tmp_path):
     root = write_cuhk(tmp_path / "CUHK")
     (root / "annotation" / "Images.mat").write_bytes(b"garbage")
     proc = subprocess.run(
-        [sys.executable, "-m", "personsearch.cli", "dataset-stats", "--dataset", "cuhk-sysu",
-         "--root", str(root)],
-        capture_output=True, text=True, check=False,
+        [sys.executable, "-m", "personsearch.cli", "dataset-stats", "--dataset", "cuhk-sysu", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and "Images.mat" in proc.stderr

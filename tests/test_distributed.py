@@ -20,8 +20,13 @@ def _free_port() -> int:
 
 def _worker(rank: int, world_size: int, port: int, cfg: dict, out: str) -> None:
     os.environ.update(
-        {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
-         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world_size),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
     )
     torch.set_num_threads(1)
     from personsearch.engine.trainer import Trainer

@@ -46,8 +46,7 @@ def _fake_results(data, seed, dim=8):
         scores += list(rng.choice(np.array([0.3, 0.5, 0.8, 0.9], F32), len(rows)))
         feats.append((rng.integers(-2, 3, (len(rows), dim)) / 3).astype(F32))
     qfeats = (rng.integers(-2, 3, (len(data.queries), dim)) / 3).astype(F32)
-    return make_results(names, image, boxes, scores, np.concatenate(feats), [q.name for q in data.queries],
-                        qfeats)
+    return make_results(names, image, boxes, scores, np.concatenate(feats), [q.name for q in data.queries], qfeats)
 
 
 def _per_image(data, results):
@@ -72,8 +71,23 @@ def test_cli_cuhk_matches_reference(datasets, tmp_path, capsys):
     path = save_results(tmp_path / "r.npz", results)
     out_json = tmp_path / "m.json"
     per_query = tmp_path / "q.jsonl"
-    code, out, err = _run(["--dataset", "cuhk-sysu", "--root", data.root, "--results", path,
-                           "--gallery-size", "50", "--json", out_json, "--per-query", per_query], capsys)
+    code, out, err = _run(
+        [
+            "--dataset",
+            "cuhk-sysu",
+            "--root",
+            data.root,
+            "--results",
+            path,
+            "--gallery-size",
+            "50",
+            "--json",
+            out_json,
+            "--per-query",
+            per_query,
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "mAP" in out
     metrics = json.loads(out_json.read_text())
@@ -96,13 +110,31 @@ def test_cli_cuhk_matches_reference(datasets, tmp_path, capsys):
     assert all(len(r["top"]) <= 10 for r in rows)
 
     full = tmp_path / "full.json"
-    assert _run(["--dataset", "cuhk-sysu", "--root", data.root, "--results", path, "--gallery-size", "-1",
-                 "--json", full], capsys)[0] == 0
+    assert (
+        _run(
+            ["--dataset", "cuhk-sysu", "--root", data.root, "--results", path, "--gallery-size", "-1", "--json", full],
+            capsys,
+        )[0]
+        == 0
+    )
     m_ap, acc, _ = ref_search_cuhk(names, dets, feats, results.query_features, ref_protocol, full_set=True)
     assert json.loads(full.read_text())["search"]["mAP"] == pytest.approx(m_ap, abs=1e-12)
 
-    code, out, _ = _run(["--dataset", "cuhk-sysu", "--root", data.root, "--results", path, "--gallery-size",
-                         "all", "--json", tmp_path / "sweep.json"], capsys)
+    code, out, _ = _run(
+        [
+            "--dataset",
+            "cuhk-sysu",
+            "--root",
+            data.root,
+            "--results",
+            path,
+            "--gallery-size",
+            "all",
+            "--json",
+            tmp_path / "sweep.json",
+        ],
+        capsys,
+    )
     assert code == 0 and "full" in out
     sweep = json.loads((tmp_path / "sweep.json").read_text())["sweep"]
     assert [row["gallery_size"] for row in sweep] == [50, -1]
@@ -192,8 +224,9 @@ def test_bad_results_files(datasets, tmp_path, capsys, case, message):
         a["det_image"] = a["det_image"].astype(np.float32)
     path = tmp_path / "bad.npz"
     np.savez(path, **a)
-    code, _, err = _run(["--dataset", "cuhk-sysu", "--root", data.root, "--results", path,
-                         "--gallery-size", "50"], capsys)
+    code, _, err = _run(
+        ["--dataset", "cuhk-sysu", "--root", data.root, "--results", path, "--gallery-size", "50"], capsys
+    )
     assert code == 2
     assert message in err
     assert "Traceback" not in err

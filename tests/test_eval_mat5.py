@@ -54,8 +54,11 @@ def _scipy_file(path, size, rows, kind, compress):
         query[0, 0] = (qname, _box(qbox, kind), np.array([[0]], np.uint8), f"p{q}")
         gal = np.zeros((1, size), dtype=[("imname", "O"), ("idlocate", "O"), ("ishard", "O")])
         for k, (name, box) in enumerate(entries):
-            gal[0, k] = (name, empty if box is None else _box(box, kind),
-                         empty if box is None else np.array([[1]], np.uint8))
+            gal[0, k] = (
+                name,
+                empty if box is None else _box(box, kind),
+                empty if box is None else np.array([[1]], np.uint8),
+            )
         s[0, q] = (query, gal)
     scipy.io.savemat(path, {f"TestG{size}": s}, do_compression=compress)
 
@@ -99,10 +102,19 @@ def _struct(dims, fields, elements, name=b""):
 def _matlab_file(path, size, rows, wide, zero_bytes):
     items = []
     for q, (qname, qbox, entries) in enumerate(rows):
-        query = _struct((1, 1), ["imname", "idlocate", "ishard", "idname"],
-                        [[_char(qname, wide), _double(qbox), _double([0]), _char(f"p{q}", wide)]])
-        gal = [[_char(n, wide), _empty(zero_bytes) if b is None else _double(b),
-                _empty(zero_bytes) if b is None else _double([1])] for n, b in entries]
+        query = _struct(
+            (1, 1),
+            ["imname", "idlocate", "ishard", "idname"],
+            [[_char(qname, wide), _double(qbox), _double([0]), _char(f"p{q}", wide)]],
+        )
+        gal = [
+            [
+                _char(n, wide),
+                _empty(zero_bytes) if b is None else _double(b),
+                _empty(zero_bytes) if b is None else _double([1]),
+            ]
+            for n, b in entries
+        ]
         while len(gal) < size:
             gal.append([_char(POOL[0], wide), _empty(zero_bytes), _empty(zero_bytes)])
         items.append([query, _struct((1, size), ["imname", "idlocate", "ishard"], gal)])

@@ -59,9 +59,11 @@ def _detections(rng, gt, dim, quantised, fractional):
     if not rows:
         return np.zeros((0, 4), F32), np.zeros(0, F32), np.zeros((0, dim), F32)
     boxes = np.array(rows, dtype=F32)
-    scores = rng.choice(np.array([0.2, 0.5, 0.7, 0.9, 0.95], F32), len(rows)) if quantised else rng.random(
-        len(rows)
-    ).astype(F32)
+    scores = (
+        rng.choice(np.array([0.2, 0.5, 0.7, 0.9, 0.95], F32), len(rows))
+        if quantised
+        else rng.random(len(rows)).astype(F32)
+    )
     return boxes, scores, _features(rng, len(rows), dim, quantised)
 
 
@@ -147,22 +149,25 @@ def cuhk_world(seed, quantised=True, fractional=False, n_images=30, n_queries=25
             if len(box):
                 positive[q, k] = True
                 dense[q, k] = box
-    protocol = GalleryProtocol.from_dense(size, names, query_names, np.array(qboxes, np.int32), entries_arr,
-                                          positive, dense)
+    protocol = GalleryProtocol.from_dense(
+        size, names, query_names, np.array(qboxes, np.int32), entries_arr, positive, dense
+    )
     gallery = [ImageRecord(n, Path(n), g, np.full(len(g), UNLABELED)) for n, g in zip(names, gts, strict=True)]
-    queries = [QueryRecord(n, Path(n), np.array([b[0], b[1], b[0] + b[2], b[1] + b[3]]), q + 1)
-               for q, (n, b) in enumerate(zip(query_names, qboxes, strict=True))]
+    queries = [
+        QueryRecord(n, Path(n), np.array([b[0], b[1], b[0] + b[2], b[1] + b[3]]), q + 1)
+        for q, (n, b) in enumerate(zip(query_names, qboxes, strict=True))
+    ]
     data = PersonSearchData("cuhk-sysu", Path("."), [], gallery, queries)
-    det_image, boxes, scores, feats, listed = _results_for(rng, names, gts, query_names, dim, quantised,
-                                                           fractional)
+    det_image, boxes, scores, feats, listed = _results_for(rng, names, gts, query_names, dim, quantised, fractional)
     qfeats = _features(rng, n_queries, dim, quantised)
     ctx = _query_context(rng, n_queries, dim, quantised)
-    results = make_results([names[i] for i in listed], det_image, boxes, scores, feats, query_names, qfeats,
-                           *ctx)
-    full_dets, full_feats = _split_per_image(n_images, np.asarray(listed)[det_image] if len(det_image) else
-                                             det_image, boxes, scores, feats)
-    ref_protocol = [(query_names[q], [(names[g], np.array(b, np.int32)) for g, b in row])
-                    for q, row in enumerate(protocol_rows)]
+    results = make_results([names[i] for i in listed], det_image, boxes, scores, feats, query_names, qfeats, *ctx)
+    full_dets, full_feats = _split_per_image(
+        n_images, np.asarray(listed)[det_image] if len(det_image) else det_image, boxes, scores, feats
+    )
+    ref_protocol = [
+        (query_names[q], [(names[g], np.array(b, np.int32)) for g, b in row]) for q, row in enumerate(protocol_rows)
+    ]
     ctx_feats = [ctx[3][ctx[0] == q] for q in range(n_queries)]
     return data, protocol, results, (names, full_dets, full_feats, qfeats, ref_protocol, gts, ctx_feats)
 
@@ -188,16 +193,19 @@ def prw_world(seed, quantised=True, fractional=False, n_frames=40, n_people=8, n
                 break
         j = int(rng.choice(labeled))
         box = gts[f][j] + rng.integers(-3, 4, 4)
-        queries.append(QueryRecord(names[f], Path(names[f]), np.clip(box, 0, None), int(pid_lists[f][j]),
-                                   int(names[f][1])))
+        queries.append(
+            QueryRecord(names[f], Path(names[f]), np.clip(box, 0, None), int(pid_lists[f][j]), int(names[f][1]))
+        )
     data = PersonSearchData("prw", Path("."), [], gallery, queries)
     det_image, boxes, scores, feats, listed = _results_for(rng, names, gts, None, dim, quantised, fractional)
     qfeats = _features(rng, n_queries, dim, quantised)
     ctx = _query_context(rng, n_queries, dim, quantised)
-    results = make_results([names[i] for i in listed], det_image, boxes, scores, feats,
-                           [q.name for q in queries], qfeats, *ctx)
-    full_dets, full_feats = _split_per_image(n_frames, np.asarray(listed)[det_image] if len(det_image) else
-                                             det_image, boxes, scores, feats)
+    results = make_results(
+        [names[i] for i in listed], det_image, boxes, scores, feats, [q.name for q in queries], qfeats, *ctx
+    )
+    full_dets, full_feats = _split_per_image(
+        n_frames, np.asarray(listed)[det_image] if len(det_image) else det_image, boxes, scores, feats
+    )
     ref_gallery = [(r.name, r.boxes, r.pids, r.cam_id) for r in gallery]
     ref_queries = [(q.name, q.pid, q.cam_id) for q in queries]
     ctx_feats = [ctx[3][ctx[0] == q] for q in range(n_queries)]
@@ -255,14 +263,31 @@ def test_reference_iou_matches_scalar_arithmetic():
 
 def test_spec_4_1_cuhk_example():
     names = ["G1", "G2", "G3", "G4", "G5", "Q"]
-    gts = [np.array([[100, 50, 140, 150]]), np.array([[10, 10, 18, 30]]), np.array([[200, 30, 250, 150]]),
-           np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10]])]
+    gts = [
+        np.array([[100, 50, 140, 150]]),
+        np.array([[10, 10, 18, 30]]),
+        np.array([[200, 30, 250, 150]]),
+        np.array([[0, 0, 10, 10]]),
+        np.array([[0, 0, 10, 10]]),
+        np.array([[0, 0, 10, 10]]),
+    ]
     gallery = [ImageRecord(n, Path(n), g, [UNLABELED]) for n, g in zip(names, gts, strict=True)]
-    data = PersonSearchData("cuhk-sysu", Path("."), [], gallery,
-                            [QueryRecord("Q", Path("Q"), [0, 0, 10, 10], 1), QueryRecord("Q", Path("Q"),
-                                                                                         [0, 0, 10, 10], 2)])
-    boxes = [[102, 52, 141, 148], [300, 40, 340, 140], [5, 5, 20, 32], [200, 30, 250, 150], [0, 0, 10, 10],
-             [20, 20, 30, 30], [0, 0, 10, 10]]
+    data = PersonSearchData(
+        "cuhk-sysu",
+        Path("."),
+        [],
+        gallery,
+        [QueryRecord("Q", Path("Q"), [0, 0, 10, 10], 1), QueryRecord("Q", Path("Q"), [0, 0, 10, 10], 2)],
+    )
+    boxes = [
+        [102, 52, 141, 148],
+        [300, 40, 340, 140],
+        [5, 5, 20, 32],
+        [200, 30, 250, 150],
+        [0, 0, 10, 10],
+        [20, 20, 30, 30],
+        [0, 0, 10, 10],
+    ]
     image = [0, 0, 1, 2, 3, 3, 4]
     scores = [0.9, 0.9, 0.9, 0.3, 0.9, 0.9, 0.9]
     sims = [0.62, 0.70, 0.55, 0.1, 0.80, 0.10, 0.40]
@@ -274,8 +299,7 @@ def test_spec_4_1_cuhk_example():
     dense[:, 0] = [100, 50, 40, 100]
     dense[:, 1] = [10, 10, 8, 20]
     dense[:, 2] = [200, 30, 50, 120]
-    protocol = GalleryProtocol.from_dense(5, names, ["Q", "Q"], np.zeros((2, 4), np.int32), entries,
-                                          positive, dense)
+    protocol = GalleryProtocol.from_dense(5, names, ["Q", "Q"], np.zeros((2, 4), np.int32), entries, positive, dense)
     out = evaluate(data, results, gallery_size=5, protocol=protocol, detection=False, per_query=True)
     assert out["search"]["mAP"] == pytest.approx(0.2777777777, abs=1e-9)
     assert [out["search"][k] for k in ("top1", "top5", "top10")] == [0.0, 1.0, 1.0]
@@ -286,13 +310,12 @@ def test_spec_4_1_cuhk_example():
 
 def test_spec_4_2_detection_example():
     gallery = [ImageRecord("A", Path("A"), [[0, 0, 10, 20], [30, 0, 40, 20]], [1, UNLABELED])]
-    data = PersonSearchData("cuhk-sysu", Path("."), [], gallery, [QueryRecord("A", Path("A"), [0, 0, 10, 20],
-                                                                              1)])
+    data = PersonSearchData("cuhk-sysu", Path("."), [], gallery, [QueryRecord("A", Path("A"), [0, 0, 10, 20], 1)])
     boxes = [[1, 0, 11, 20], [0, 1, 10, 19], [29, 0, 41, 22], [100, 100, 110, 120]]
-    results = make_results(["A"], [0, 0, 0, 0], boxes, [0.9, 0.8, 0.6, 0.55], np.eye(4, 2), ["A"],
-                           [[1.0, 0.0]])
-    protocol = GalleryProtocol.from_dense(1, ["A"], ["A"], np.zeros((1, 4), np.int32), np.array([[0]]),
-                                          np.array([[False]]), np.zeros((1, 1, 4)))
+    results = make_results(["A"], [0, 0, 0, 0], boxes, [0.9, 0.8, 0.6, 0.55], np.eye(4, 2), ["A"], [[1.0, 0.0]])
+    protocol = GalleryProtocol.from_dense(
+        1, ["A"], ["A"], np.zeros((1, 4), np.int32), np.array([[0]]), np.array([[False]]), np.zeros((1, 1, 4))
+    )
     out = evaluate(data, results, gallery_size=1, protocol=protocol)
     assert out["detection"]["recall"] == 1.0
     assert out["detection"]["ap"] == pytest.approx(0.58333333, abs=1e-7)
@@ -309,8 +332,7 @@ def test_cuhk_matches_reference(seed):
     data, protocol, results, ref = cuhk_world(seed, quantised, fractional)
     names, dets, feats, qfeats, ref_protocol, gts, ctx = ref
     for thresh in (0.5, 0.7):
-        ours = evaluate(data, results, gallery_size=8, protocol=protocol, det_thresh=thresh,
-                        block_items=50 + 40 * seed)
+        ours = evaluate(data, results, gallery_size=8, protocol=protocol, det_thresh=thresh, block_items=50 + 40 * seed)
         _check_search(ours, ref_search_cuhk(names, dets, feats, qfeats, ref_protocol, thresh))
         ap, recall = ref_detection(gts, dets, thresh)
         assert ours["detection"]["recall"] == pytest.approx(float(recall), abs=1e-12)
@@ -318,8 +340,7 @@ def test_cuhk_matches_reference(seed):
     full = evaluate(data, results, gallery_size=-1, protocol=protocol, detection=False)
     _check_search(full, ref_search_cuhk(names, dets, feats, qfeats, ref_protocol, 0.5, full_set=True))
     with_cbgm = evaluate(data, results, gallery_size=8, protocol=protocol, cbgm=True, detection=False)
-    _check_search(with_cbgm, ref_search_cuhk(names, dets, feats, qfeats, ref_protocol, 0.5,
-                                             cbgm=(ctx, 10, 3)))
+    _check_search(with_cbgm, ref_search_cuhk(names, dets, feats, qfeats, ref_protocol, 0.5, cbgm=(ctx, 10, 3)))
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -133,8 +133,7 @@ def _name_to_det_feat(names, dets, feats, det_thresh):
     return out
 
 
-def ref_search_cuhk(gallery_names, dets, feats, query_feats, protocol, det_thresh=0.5, full_set=False,
-                    cbgm=None):
+def ref_search_cuhk(gallery_names, dets, feats, query_feats, protocol, det_thresh=0.5, full_set=False, cbgm=None):
     """Spec 3.4 with SeqNet dedupe and OIM full set. ``protocol[i] = (query_name, [(name, xywh), ...])``,
     ``xywh`` an int32 array of 4 values or of none. ``cbgm = (query_ctx_feats list, k1, k2)``."""
     name_to_det_feat = _name_to_det_feat(gallery_names, dets, feats, det_thresh)
@@ -181,17 +180,14 @@ def ref_search_cuhk(gallery_names, dets, feats, query_feats, protocol, det_thres
     return float(np.mean(aps)), np.mean(accs, axis=0), aps
 
 
-def ref_search_prw(gallery, dets, feats, queries, query_feats, det_thresh=0.5, ignore_cam_id=True,
-                   cbgm=None):
+def ref_search_prw(gallery, dets, feats, queries, query_feats, det_thresh=0.5, ignore_cam_id=True, cbgm=None):
     """Spec 3.5. ``gallery[i] = (name, boxes int32 xyxy, pids, cam)``; ``queries[i] = (name, pid, cam)``."""
     names = [g[0] for g in gallery]
     name_to_det_feat = _name_to_det_feat(names, dets, feats, det_thresh)
     aps, accs = [], []
     for i, (qn, qpid, qcam) in enumerate(queries):
         q = query_feats[i].ravel()
-        query_gts = {
-            name: boxes[pids == qpid] for name, boxes, pids, _ in gallery if qpid in pids and name != qn
-        }
+        query_gts = {name: boxes[pids == qpid] for name, boxes, pids, _ in gallery if qpid in pids and name != qn}
         members = [g for g in gallery if g[0] != qn and (ignore_cam_id or g[3] != qcam)]
         count_gt = 0
         name2sim = {}
@@ -228,8 +224,9 @@ def test_spec_4_1_reference_transcription():
     sims = {"G1": [0.62, 0.70], "G2": [0.55], "G3": [0.1], "G4": [0.80, 0.10], "G5": [0.40]}
     names = list(det)
     feats = [np.array([[s, 0.0] for s in sims[n]], d) for n in names]
-    protocol = [("Q", [("G1", [100, 50, 40, 100]), ("G2", [10, 10, 8, 20]), ("G3", [200, 30, 50, 120]),
-                       ("G4", []), ("G5", [])])]
+    protocol = [
+        ("Q", [("G1", [100, 50, 40, 100]), ("G2", [10, 10, 8, 20]), ("G3", [200, 30, 50, 120]), ("G4", []), ("G5", [])])
+    ]
     m_ap, acc, _ = ref_search_cuhk(names, [det[n] for n in names], feats, np.array([[1.0, 0.0]], d), protocol)
     assert m_ap == pytest.approx(0.277777777, abs=1e-8)
     assert acc.tolist() == [0, 1, 1]
@@ -237,8 +234,9 @@ def test_spec_4_1_reference_transcription():
 
 def test_spec_4_2_reference_transcription():
     gt = np.array([[0, 0, 10, 20], [30, 0, 40, 20]], np.int32)
-    det = np.array([[1, 0, 11, 20, 0.9], [0, 1, 10, 19, 0.8], [29, 0, 41, 22, 0.6],
-                    [100, 100, 110, 120, 0.55]], np.float32)
+    det = np.array(
+        [[1, 0, 11, 20, 0.9], [0, 1, 10, 19, 0.8], [29, 0, 41, 22, 0.6], [100, 100, 110, 120, 0.55]], np.float32
+    )
     ap, recall = ref_detection([gt], [det], 0.5)
     assert recall == 1.0
     assert ap == pytest.approx(0.5833333, abs=1e-6)

@@ -18,9 +18,21 @@ def trained(tmp_path_factory):
     work = tmp_path_factory.mktemp("infer")
     root = generate_dataset("cuhk-sysu", work / "CUHK-SYSU", "tiny", seed=3).root
     run = work / "run"
-    code = main(["train", "--no-progress", f"dataset.root={root}", f"output_dir={run}", "train.epochs=1",
-                 "train.max_iters_per_epoch=2", "train.batch_size=2", "train.workers=0", "train.eval_period=-1",
-                 "train.tensorboard=false", *TINY_MODEL])
+    code = main(
+        [
+            "train",
+            "--no-progress",
+            f"dataset.root={root}",
+            f"output_dir={run}",
+            "train.epochs=1",
+            "train.max_iters_per_epoch=2",
+            "train.batch_size=2",
+            "train.workers=0",
+            "train.eval_period=-1",
+            "train.tensorboard=false",
+            *TINY_MODEL,
+        ]
+    )
     assert code == 0
     return root, run
 
@@ -28,8 +40,28 @@ def trained(tmp_path_factory):
 def test_test_writes_results_with_cbgm_context_and_every_gallery_size(trained, tmp_path, capsys):
     root, run = trained
     out, report = tmp_path / "results.npz", tmp_path / "report.json"
-    assert main(["test", "--checkpoint", str(run / "last.pth"), "--dataset", "cuhk-sysu", "--root", str(root),
-                 "--out", str(out), "--workers", "0", "--no-progress", "--json", str(report), "--cbgm"]) == 0
+    assert (
+        main(
+            [
+                "test",
+                "--checkpoint",
+                str(run / "last.pth"),
+                "--dataset",
+                "cuhk-sysu",
+                "--root",
+                str(root),
+                "--out",
+                str(out),
+                "--workers",
+                "0",
+                "--no-progress",
+                "--json",
+                str(report),
+                "--cbgm",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "gallery" in printed and "full" in printed
     assert [row["gallery_size"] for row in json.loads(report.read_text())["sweep"]] == [50, -1]
@@ -42,8 +74,25 @@ def test_test_writes_results_with_cbgm_context_and_every_gallery_size(trained, t
         assert arrays["query_det_index"][first_rows].tolist() == list(range(10))
         assert np.allclose(arrays["query_det_features"][first_rows], arrays["query_features"], atol=1e-5)
     metrics = tmp_path / "m.json"
-    assert main(["evaluate", "--dataset", "cuhk-sysu", "--root", str(root), "--results", str(out),
-                 "--gallery-size", "50", "--cbgm", "--json", str(metrics)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--dataset",
+                "cuhk-sysu",
+                "--root",
+                str(root),
+                "--results",
+                str(out),
+                "--gallery-size",
+                "50",
+                "--cbgm",
+                "--json",
+                str(metrics),
+            ]
+        )
+        == 0
+    )
     first = json.loads(report.read_text())["sweep"][0]["search"]
     assert json.loads(metrics.read_text())["search"] == first
 

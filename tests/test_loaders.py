@@ -64,8 +64,7 @@ def test_cuhk_gallery_identities_follow_reference_loaders(cuhk):
 
 
 def test_cuhk_queries(cuhk):
-    assert [q.box.tolist() for q in cuhk.queries] == [[10, 10, 50, 100], [200, 30, 240, 120],
-                                                      [30, 30, 70, 120]]
+    assert [q.box.tolist() for q in cuhk.queries] == [[10, 10, 50, 100], [200, 30, 240, 120], [30, 30, 70, 120]]
     assert [q.pid for q in cuhk.queries] == [1, 2, 3]
 
 
@@ -97,8 +96,7 @@ def test_prw_splits_cameras_and_keys(prw):
 def test_prw_gallery_conversion_clips_then_truncates(prw):
     gallery = by_name(prw.gallery)
     # x = -3.5 is clipped to 0 before x2 = x + w: [0, 10, 40.9, 100] -> [0, 10, 40, 100]
-    assert gallery["c2s1_000010.jpg"].boxes.tolist() == [[0, 10, 40, 100], [100, 10, 140, 100],
-                                                         [200, 10, 230, 70]]
+    assert gallery["c2s1_000010.jpg"].boxes.tolist() == [[0, 10, 40, 100], [100, 10, 140, 100], [200, 10, 230, 70]]
     assert gallery["c2s1_000010.jpg"].pids.tolist() == [5, 7, UNLABELED]  # -2 -> unlabelled
     assert gallery["c3s1_000020.jpg"].pids.tolist() == [5, 5]  # same pid twice: both kept
     assert gallery["c1s2_000030.jpg"].boxes.tolist() == [[230, 30, 270, 120]]  # uint8 storage, no wrap

@@ -54,8 +54,10 @@ def run_synth(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     generate_dataset(args.format, args.out, preset=args.preset, seed=args.seed)
-    print(f"wrote {args.format} dataset ({args.preset}, seed {args.seed}) to {args.out} "
-          f"in {time.perf_counter() - start:.1f} s")
+    print(
+        f"wrote {args.format} dataset ({args.preset}, seed {args.seed}) to {args.out} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
     run_dataset_stats(argparse.Namespace(dataset=args.format, root=args.out, json=False))
     if args.preview:
         path = write_preview(args.out, args.format, args.preview, seed=args.seed)

@@ -304,9 +304,7 @@ def _assemble(root: Path) -> dict[str, np.ndarray]:
         boxes_xywh, ((str(n), b, int(i) + 1) for n, b, i in train_rows), root / TRAIN_MAT, warnings
     )
     protocol = load_gallery_protocol(root, 50)
-    gallery_pids = _assign_with_warning(
-        boxes_xywh, _gallery_assignments(protocol), protocol_path(root, 50), warnings
-    )
+    gallery_pids = _assign_with_warning(boxes_xywh, _gallery_assignments(protocol), protocol_path(root, 50), warnings)
     warnings += [
         f"{protocol_path(root, 50)}: query {q} image {name} is not in pool.mat"
         for q, name in enumerate(protocol.query_names)
@@ -345,8 +343,9 @@ def _records(root: Path, arrays: dict[str, np.ndarray], split: str) -> list[Imag
     offsets = np.concatenate([[0], np.cumsum(arrays[f"{split}_counts"])]).tolist()
     boxes, pids = arrays[f"{split}_boxes"], arrays[f"{split}_pids"]
     return [
-        ImageRecord(name, root / IMAGE_DIR / name, boxes[offsets[i] : offsets[i + 1]],
-                    pids[offsets[i] : offsets[i + 1]])
+        ImageRecord(
+            name, root / IMAGE_DIR / name, boxes[offsets[i] : offsets[i + 1]], pids[offsets[i] : offsets[i + 1]]
+        )
         for i, name in enumerate(names)
     ]
 

@@ -136,9 +136,9 @@ class _Header:
             width = struct.unpack_from("<i", data, off)[0]
             typ, n, off, nxt = _tag(data, nxt)
             raw = bytes(data[off : off + n])
-            self.fields = [
-                raw[i : i + width].split(b"\0", 1)[0].decode("latin-1") for i in range(0, n, width)
-            ] if width else []
+            self.fields = (
+                [raw[i : i + width].split(b"\0", 1)[0].decode("latin-1") for i in range(0, n, width)] if width else []
+            )
         elif self.cls not in NUMERIC_CLASSES and self.cls not in (MX_CHAR, MX_CELL):
             raise Mat5Unsupported(f"unsupported MATLAB class {self.cls}")
         self.body = nxt
@@ -266,8 +266,7 @@ class _GalleryDecoder:
         cls = words[w + 4] & 0xFF
         if (cls != MX_CHAR).any():
             raise Mat5Unsupported("imname is not a char array")
-        if ((words[w + 6] != MI_INT32) | (words[w + 7] != 8) | (words[w + 10] != MI_INT8)
-                | (words[w + 11] != 0)).any():
+        if ((words[w + 6] != MI_INT32) | (words[w + 7] != 8) | (words[w + 10] != MI_INT8) | (words[w + 11] != 0)).any():
             raise Mat5Unsupported("unexpected imname header")
         tag = words[w + 12]
         small = (tag >> 16) != 0
@@ -321,8 +320,9 @@ class _GalleryDecoder:
         cls = words[wl + 4] & 0xFF
         if not np.isin(cls, list(NUMERIC_CLASSES)).all() or (words[wl + 4] & 0x0800).any():
             raise Mat5Unsupported("idlocate is not a real numeric array")
-        if ((words[wl + 6] != MI_INT32) | (words[wl + 7] != 8) | (words[wl + 10] != MI_INT8)
-                | (words[wl + 11] != 0)).any():
+        if (
+            (words[wl + 6] != MI_INT32) | (words[wl + 7] != 8) | (words[wl + 10] != MI_INT8) | (words[wl + 11] != 0)
+        ).any():
             raise Mat5Unsupported("unexpected idlocate header")
         count = words[wl + 8].astype(np.int64) * words[wl + 9]
         if not np.isin(count, (0, 4)).all():

@@ -103,8 +103,13 @@ def _load_split(root: Path, frames: list[str], kind: str) -> list[ImageRecord]:
     offsets = np.concatenate([[0], np.cumsum(arrays["counts"])]).tolist()
     boxes, pids = convert_annotation(arrays["matrix"])  # row-wise, so once for the whole split
     return [
-        ImageRecord(frame, root / FRAMES_DIR / frame, boxes[offsets[i] : offsets[i + 1]],
-                    pids[offsets[i] : offsets[i + 1]], camera_id(frame))
+        ImageRecord(
+            frame,
+            root / FRAMES_DIR / frame,
+            boxes[offsets[i] : offsets[i + 1]],
+            pids[offsets[i] : offsets[i + 1]],
+            camera_id(frame),
+        )
         for i, frame in enumerate(frames)
     ]
 
@@ -127,13 +132,10 @@ def load_queries(path: Path, root: Path) -> list[QueryRecord]:
             pid = int(fields[0])
             x, y, w, h = (float(v) for v in fields[1:5])
         except ValueError as exc:
-            raise DatasetError(
-                f"{path}:{lineno}: expected 'pid x y w h frame', got {line.strip()!r} ({exc})"
-            ) from None
+            raise DatasetError(f"{path}:{lineno}: expected 'pid x y w h frame', got {line.strip()!r} ({exc})") from None
         frame = fields[5] + ".jpg"
         queries.append(
-            QueryRecord(frame, root / FRAMES_DIR / frame, convert_query_box(x, y, w, h), pid,
-                        camera_id(frame, path))
+            QueryRecord(frame, root / FRAMES_DIR / frame, convert_query_box(x, y, w, h), pid, camera_id(frame, path))
         )
     if not queries:
         raise DatasetError(f"{path}: no queries found")

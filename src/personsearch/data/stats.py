@@ -34,9 +34,7 @@ def format_statistics(data: PersonSearchData, stats: dict[str, dict[str, int]]) 
     lines = [f"{data.name} at {data.root}", header, "-" * len(header)]
     for split in ("train", "gallery"):
         s = stats[split]
-        lines.append(
-            f"{split:<8} {s['images']:>8} {s['boxes']:>8} {s['labeled_boxes']:>9} {s['identities']:>11}"
-        )
+        lines.append(f"{split:<8} {s['images']:>8} {s['boxes']:>8} {s['labeled_boxes']:>9} {s['identities']:>11}")
     q = stats["query"]
     lines.append(f"{'query':<8} {q['images']:>8} {q['count']:>8} {'':>9} {'':>11}")
     lines.append("(query row: distinct query images, query boxes)")

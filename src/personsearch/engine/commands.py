@@ -23,10 +23,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--config", type=Path, help="YAML config (see configs/)")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                       help="continue a run from its folder (last.pth) or a checkpoint file")
-    train.add_argument("--weights", type=Path, metavar="FILE",
-                       help="ImageNet backbone weights file (same as model.backbone.pretrained=FILE)")
+    train.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its folder (last.pth) or a checkpoint file"
+    )
+    train.add_argument(
+        "--weights",
+        type=Path,
+        metavar="FILE",
+        help="ImageNet backbone weights file (same as model.backbone.pretrained=FILE)",
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(handler=run_train)
 
@@ -38,24 +43,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--checkpoint", required=True, type=Path, help="a checkpoint written by train")
         p.add_argument("--dataset", required=True, choices=DATASETS, help="dataset format")
         p.add_argument("--root", required=True, type=Path, help="dataset root folder")
-        p.add_argument("--out", type=Path, required=name == "infer", metavar="RESULTS.npz",
-                       help="results file to write" + (" (optional)" if name == "test" else ""))
+        p.add_argument(
+            "--out",
+            type=Path,
+            required=name == "infer",
+            metavar="RESULTS.npz",
+            help="results file to write" + (" (optional)" if name == "test" else ""),
+        )
         p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
         p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default: 1)")
         p.add_argument("--workers", type=int, default=2, help="image-loading processes (default: 2)")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
-        p.add_argument("--cbgm", action="store_true",
-                       help="also detect in the query images (the context CBGM re-scoring needs)"
-                       + ("; evaluate with CBGM" if name == "test" else ""))
-        p.add_argument("--two-step", action="store_true",
-                       help="two-step pipeline: the model's detections, embedded by the --teacher Re-ID network")
+        p.add_argument(
+            "--cbgm",
+            action="store_true",
+            help="also detect in the query images (the context CBGM re-scoring needs)"
+            + ("; evaluate with CBGM" if name == "test" else ""),
+        )
+        p.add_argument(
+            "--two-step",
+            action="store_true",
+            help="two-step pipeline: the model's detections, embedded by the --teacher Re-ID network",
+        )
         p.add_argument("--teacher", type=Path, metavar="FILE", help="teacher checkpoint (train-teacher) for --two-step")
         if name == "test":
             p.add_argument("--det-thresh", type=float, default=0.5, help="detection score threshold")
             p.add_argument("--json", type=Path, metavar="OUT.json", help="write every figure as JSON")
-            p.add_argument("--gt-reid", action="store_true",
-                           help="also Re-ID alone: the embeddings of every ground-truth box, queries against "
-                                "gallery boxes (no detector; the teacher's crop protocol, docs/dkd.md)")
+            p.add_argument(
+                "--gt-reid",
+                action="store_true",
+                help="also Re-ID alone: the embeddings of every ground-truth box, queries against "
+                "gallery boxes (no detector; the teacher's crop protocol, docs/dkd.md)",
+            )
         p.set_defaults(handler=run_infer if name == "infer" else run_test)
 
 
@@ -66,8 +85,9 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume and (args.config or args.overrides or args.weights):
         from personsearch.errors import ConfigError
 
-        raise ConfigError("--resume continues a run with its saved config; do not combine it with "
-                          "--config or overrides")
+        raise ConfigError(
+            "--resume continues a run with its saved config; do not combine it with --config or overrides"
+        )
     overrides = list(args.overrides)
     if args.weights:
         overrides.append(f"model.backbone.pretrained={args.weights}")
@@ -111,12 +131,20 @@ def _infer(args: argparse.Namespace):
         teacher = teacher_embedder_from_args(args, device)
         embedders = {"embed": teacher.embed_detections, "embed_boxes": teacher.embed_boxes}
     progress = not args.no_progress
-    arrays = run_inference(model, data, device, args.batch_size, args.workers, progress,
-                           query_detections=args.cbgm, **embedders)
+    arrays = run_inference(
+        model, data, device, args.batch_size, args.workers, progress, query_detections=args.cbgm, **embedders
+    )
 
     def gt_reid() -> dict[str, float]:
-        return gt_box_reid(model, data, device, arrays["query_features"], args.workers, progress,
-                           embed_boxes=embedders.get("embed_boxes"))
+        return gt_box_reid(
+            model,
+            data,
+            device,
+            arrays["query_features"],
+            args.workers,
+            progress,
+            embed_boxes=embedders.get("embed_boxes"),
+        )
 
     return data, arrays, gt_reid
 
@@ -145,8 +173,10 @@ def run_test(args: argparse.Namespace) -> int:
     print(table)
     if args.gt_reid:
         report["gt_box_reid"] = r = gt_reid()
-        print(f"Re-ID alone on ground-truth boxes (no detector, {r['queries']} queries): "
-              f"mAP {100 * r['mAP']:.2f}%  top-1 {100 * r['top1']:.2f}%")
+        print(
+            f"Re-ID alone on ground-truth boxes (no detector, {r['queries']} queries): "
+            f"mAP {100 * r['mAP']:.2f}%  top-1 {100 * r['top1']:.2f}%"
+        )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -38,8 +38,9 @@ def preserved_rng():
 
 
 def _loader(paths: list, batch_size: int, workers: int) -> DataLoader:
-    return DataLoader(ImageListSet(paths), batch_size=batch_size, shuffle=False, collate_fn=collate,
-                      num_workers=workers)
+    return DataLoader(
+        ImageListSet(paths), batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers
+    )
 
 
 @torch.no_grad()
@@ -205,8 +206,9 @@ def run_inference(
             **embed_queries(model, data, device, batch_size, workers, progress, embed_boxes=embed_boxes),
         }
         if query_detections:
-            arrays.update(detect_query_images(model, data, device, workers, progress, embed=embed,
-                                              embed_boxes=embed_boxes))
+            arrays.update(
+                detect_query_images(model, data, device, workers, progress, embed=embed, embed_boxes=embed_boxes)
+            )
         return arrays
 
 
@@ -235,8 +237,9 @@ def evaluate_model(
     e = cfg["eval"]
     arrays = run_inference(model, data, device, int(e["batch_size"]), 0, progress)
     size = pick_gallery_size(data, int(e["gallery_size"]))
-    return evaluate(data, make_results(**arrays), gallery_size=-1 if size is None else size,
-                    det_thresh=float(e["det_thresh"]))
+    return evaluate(
+        data, make_results(**arrays), gallery_size=-1 if size is None else size, det_thresh=float(e["det_thresh"])
+    )
 
 
 def full_report(
@@ -252,7 +255,8 @@ def full_report(
         report = evaluate_sweep(data, results, sizes, det_thresh=det_thresh, cbgm=cbgm)
         return report, format_sweep(report)
     same = evaluate(data, results, gallery_size=-1, det_thresh=det_thresh, cbgm=cbgm)
-    cross = evaluate(data, results, gallery_size=-1, cross_camera=True, det_thresh=det_thresh, cbgm=cbgm,
-                     detection=False)
+    cross = evaluate(
+        data, results, gallery_size=-1, cross_camera=True, det_thresh=det_thresh, cbgm=cbgm, detection=False
+    )
     report = {"same_camera": same, "cross_camera": cross}
     return report, format_metrics(same) + "\n" + format_metrics(cross)

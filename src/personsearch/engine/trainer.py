@@ -66,9 +66,7 @@ def move_targets(targets: tuple[dict, ...], device: torch.device) -> list[dict]:
     return [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
 
 
-def wrap_ddp(
-    model: torch.nn.Module, device: torch.device, sync_bn: bool, find_unused: bool = False
-) -> torch.nn.Module:
+def wrap_ddp(model: torch.nn.Module, device: torch.device, sync_bn: bool, find_unused: bool = False) -> torch.nn.Module:
     """DistributedDataParallel without per-step buffer broadcasts: the OIM memory is kept identical by
     the all-gather inside the loss; trainable BatchNorm statistics are synchronised with SyncBatchNorm on
     CUDA (``train.sync_bn``) and stay per-rank on the CPU (gloo has no SyncBatchNorm), where rank 0's are
@@ -90,8 +88,9 @@ def build_optimizer(params: list[torch.nn.Parameter], t: dict[str, Any]) -> torc
     """SGD with momentum (the paper's recipe) or AdamW."""
     name = str(t["optimizer"]).lower()
     if name == "sgd":
-        return torch.optim.SGD(params, lr=float(t["lr"]), momentum=float(t["momentum"]),
-                               weight_decay=float(t["weight_decay"]))
+        return torch.optim.SGD(
+            params, lr=float(t["lr"]), momentum=float(t["momentum"]), weight_decay=float(t["weight_decay"])
+        )
     if name == "adamw":
         return torch.optim.AdamW(params, lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
     raise PersonSearchError(f"train.optimizer={name!r}: expected sgd or adamw")
@@ -144,9 +143,7 @@ class Trainer:
         self.model = build_model(cfg["model"], num_classes=len(self.class_map)).to(self.device)
         self.ddp_model: torch.nn.Module = self.model
         if self.info.enabled:
-            self.ddp_model = wrap_ddp(
-                self.model, self.device, bool(t["sync_bn"]), bool(t["find_unused_parameters"])
-            )
+            self.ddp_model = wrap_ddp(self.model, self.device, bool(t["sync_bn"]), bool(t["find_unused_parameters"]))
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(params, t)
         self.scheduler = build_scheduler(self.optimizer, t, self.iters_per_epoch)
@@ -330,8 +327,11 @@ class Trainer:
             self.log(
                 f"training on {self.device} x{self.info.world_size} ({', '.join(setup)}): {len(self.dataset)} images, "
                 f"{len(self.class_map)} identities, {self.iters_per_epoch} iterations/epoch"
-                + (f", resumed at epoch {self.state.epoch + 1} iteration {self.state.iteration}"
-                   if self.checkpoint_state else "")
+                + (
+                    f", resumed at epoch {self.state.epoch + 1} iteration {self.state.iteration}"
+                    if self.checkpoint_state
+                    else ""
+                )
             )
         barrier(self.info)
         eval_period = int(t["eval_period"])
@@ -340,8 +340,11 @@ class Trainer:
                 start = time.perf_counter()
                 means = self.run_epoch()
                 finished = self.state.epoch + 1
-                self.log(f"epoch {finished}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(means.items()))
-                         + f" ({time.perf_counter() - start:.0f} s)")
+                self.log(
+                    f"epoch {finished}: "
+                    + ", ".join(f"{k}={v:.4f}" for k, v in sorted(means.items()))
+                    + f" ({time.perf_counter() - start:.0f} s)"
+                )
                 self.state = TrainState(finished, 0, self.state.global_step)
                 if finished % int(t["checkpoint_period"]) == 0 or finished == epochs:
                     self.checkpoint(epoch_checkpoint_name(finished))

@@ -45,9 +45,7 @@ def ap_from_ranks(tp_ge: np.ndarray, n_ge: np.ndarray, count_gt: int) -> float:
     return float(np.sum(np.asarray(tp_ge, np.float64) / np.asarray(n_ge, np.float64)) / count_gt)
 
 
-def _diff(
-    hi: np.ndarray, lo: np.ndarray, hi_f32: np.ndarray, lo_f32: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _diff(hi: np.ndarray, lo: np.ndarray, hi_f32: np.ndarray, lo_f32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``hi - lo`` as the reference computes it: in float32 when both come from float32 operands, else
     exactly (int32 - int32) or in float64 (mixed). Returns the value and a float32-typed mask."""
     both = hi_f32 & lo_f32

@@ -42,9 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cbgm", action="store_true", help="re-score with CBGM (needs query_det_* arrays)")
     p.add_argument("--json", type=Path, metavar="OUT.json", help="write the metrics as JSON")
-    p.add_argument(
-        "--per-query", type=Path, metavar="OUT.jsonl", help="write each query's AP and ranked top-10"
-    )
+    p.add_argument("--per-query", type=Path, metavar="OUT.jsonl", help="write each query's AP and ranked top-10")
     p.set_defaults(handler=run_evaluate)
 
 

@@ -50,9 +50,7 @@ def _search(
     hook = None
     if cbgm:
         if not results.has_query_detections:
-            raise PersonSearchError(
-                f"{results.source}: CBGM needs the query images' detections (query_det_* arrays)"
-            )
+            raise PersonSearchError(f"{results.source}: CBGM needs the query images' detections (query_det_* arrays)")
         missing = np.setdiff1d(np.arange(len(results.query_names)), results.query_det_index)
         if missing.size:
             raise PersonSearchError(f"{results.source}: CBGM: query {missing[0]} has no query_det_* rows")

@@ -25,8 +25,16 @@ def format_metrics(m: dict) -> str:
     lines = [f"Evaluation: {_settings(m)} ({m.get('num_queries', '?')} queries)"]
     s = m.get("search")
     if s:
-        lines.append("  search     mAP " + _pct(s["mAP"]) + "   top-1 " + _pct(s["top1"]) + "   top-5 "
-                     + _pct(s["top5"]) + "   top-10 " + _pct(s["top10"]))
+        lines.append(
+            "  search     mAP "
+            + _pct(s["mAP"])
+            + "   top-1 "
+            + _pct(s["top1"])
+            + "   top-5 "
+            + _pct(s["top5"])
+            + "   top-10 "
+            + _pct(s["top10"])
+        )
     d = m.get("detection")
     if d:
         lines.append("  detection  AP  " + _pct(d["ap"]) + "   recall " + _pct(d["recall"]))
@@ -35,9 +43,11 @@ def format_metrics(m: dict) -> str:
 
 def format_sweep(m: dict) -> str:
     """The gallery-size curve of a CUHK-SYSU sweep."""
-    lines = [f"Evaluation: {m.get('dataset')}, det_thresh {m.get('det_thresh')}"
-             f"{', CBGM' if m.get('cbgm') else ''} ({m.get('num_queries')} queries)",
-             "  gallery      mAP    top-1    top-5   top-10"]
+    lines = [
+        f"Evaluation: {m.get('dataset')}, det_thresh {m.get('det_thresh')}"
+        f"{', CBGM' if m.get('cbgm') else ''} ({m.get('num_queries')} queries)",
+        "  gallery      mAP    top-1    top-5   top-10",
+    ]
     for row in m["sweep"]:
         size = "full" if row["gallery_size"] == -1 else str(row["gallery_size"])
         s = row["search"]

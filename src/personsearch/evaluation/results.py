@@ -218,14 +218,23 @@ def validate_schema(results: SearchResults) -> None:
         _fail(results, f"det_scores must have shape ({n},), got {results.det_scores.shape}")
     dim = results.query_features.shape[1]
     if results.det_features.shape != (n, dim):
-        _fail(results, f"det_features must have shape ({n}, {dim}) like det_image and query_features, "
-                       f"got {results.det_features.shape}")
+        _fail(
+            results,
+            f"det_features must have shape ({n}, {dim}) like det_image and query_features, "
+            f"got {results.det_features.shape}",
+        )
     if len(results.query_features) != len(results.query_names):
-        _fail(results, f"query_features has {len(results.query_features)} rows but there are "
-                       f"{len(results.query_names)} query_names")
+        _fail(
+            results,
+            f"query_features has {len(results.query_features)} rows but there are "
+            f"{len(results.query_names)} query_names",
+        )
     if n and (results.det_image.min() < 0 or results.det_image.max() >= len(results.gallery_names)):
-        _fail(results, f"det_image must index gallery_names (0..{len(results.gallery_names) - 1}), "
-                       f"got values in [{results.det_image.min()}, {results.det_image.max()}]")
+        _fail(
+            results,
+            f"det_image must index gallery_names (0..{len(results.gallery_names) - 1}), "
+            f"got values in [{results.det_image.min()}, {results.det_image.max()}]",
+        )
     names, counts = np.unique(results.gallery_names, return_counts=True)
     if np.any(counts > 1):
         _fail(results, f"gallery image {names[counts > 1][0]} is listed more than once in gallery_names")
@@ -256,13 +265,15 @@ def validate_against(results: SearchResults, data) -> None:
             _fail(results, f"gallery image {name} is not in the {data.name} gallery (test split)")
     expected = [q.name for q in data.queries]
     if len(results.query_names) != len(expected):
-        _fail(results, f"{len(results.query_names)} queries, but {data.name} at {data.root} has "
-                       f"{len(expected)}")
+        _fail(results, f"{len(results.query_names)} queries, but {data.name} at {data.root} has {len(expected)}")
     mismatch = np.flatnonzero(results.query_names != np.asarray(expected, dtype=str))
     if mismatch.size:
         q = int(mismatch[0])
-        _fail(results, f"query {q} is image {results.query_names[q]}, but the dataset's query {q} is "
-                       f"{expected[q]} (query_names must follow the dataset's query order)")
+        _fail(
+            results,
+            f"query {q} is image {results.query_names[q]}, but the dataset's query {q} is "
+            f"{expected[q]} (query_names must follow the dataset's query order)",
+        )
 
 
 def gallery_index(results: SearchResults, data) -> np.ndarray:
