@@ -136,6 +136,14 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
         )
         return run_dir / "teacher.pth", record
 
+    def test(name: str, checkpoint: Path, *extra: str) -> Path:
+        """``personsearch test`` of a student checkpoint (search, detection, Re-ID alone) into ``name.json``."""
+        report = work / f"{name}.json"
+        cmd = [*CLI, "test", "--no-progress", "--checkpoint", str(checkpoint), "--dataset", "cuhk-sysu"]
+        cmd += ["--root", str(data), "--workers", "0", "--gt-reid", "--json", str(report), *extra]
+        step(work, name, cmd, collect)
+        return report
+
     def student(key: str) -> dict:
         _, teacher_kind, distill = STUDENT_ROWS[key]
         overrides = [] if distill is None else [f"distill.teacher={teacher(teacher_kind)[0]}", *distill]
@@ -158,57 +166,14 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
             ],
             collect,
         )
-        report = work / f"test_{key}.json"
-        step(
-            work,
-            f"test_{key}",
-            [
-                *CLI,
-                "test",
-                "--no-progress",
-                "--checkpoint",
-                str(run_dir / "last.pth"),
-                "--dataset",
-                "cuhk-sysu",
-                "--root",
-                str(data),
-                "--workers",
-                "0",
-                "--gt-reid",
-                "--json",
-                str(report),
-            ],
-            collect,
-        )
+        report = test(f"test_{key}", run_dir / "last.pth")
         return {**test_metrics(report, args.gallery_size), "seconds": record["seconds"]}
 
     def two_step() -> dict:
         baseline = student("baseline")
         isa_teacher, isa_record = teacher("isa")
-        report = work / "test_two_step.json"
-        step(
-            work,
-            "test_two_step",
-            [
-                *CLI,
-                "test",
-                "--no-progress",
-                "--checkpoint",
-                str(work / "student_baseline" / "last.pth"),
-                "--dataset",
-                "cuhk-sysu",
-                "--root",
-                str(data),
-                "--workers",
-                "0",
-                "--two-step",
-                "--gt-reid",
-                "--teacher",
-                str(isa_teacher),
-                "--json",
-                str(report),
-            ],
-            collect,
+        report = test(
+            "test_two_step", work / "student_baseline" / "last.pth", "--two-step", "--teacher", str(isa_teacher)
         )
         return {**test_metrics(report, args.gallery_size), "seconds": baseline["seconds"] + isa_record["seconds"]}
 
