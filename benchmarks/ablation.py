@@ -35,28 +35,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "personsearch.cli"]
 
+
+def kd(beta_p: float, beta_pr: float, beta_tr: float, fsa: bool) -> list[str]:
+    """The ``distill.*`` overrides of one distilled row."""
+    weights = {"beta_p": beta_p, "beta_pr": beta_pr, "beta_tr": beta_tr}
+    return [*(f"distill.{k}={v}" for k, v in weights.items()), f"distill.fsa={str(fsa).lower()}"]
+
+
 # row key -> (row name, teacher kind, distill overrides of the student; None: no teacher)
 STUDENT_ROWS: dict[str, tuple[str, str, list[str] | None]] = {
     "baseline": ("baseline", "plain", None),
-    "p": ("+L_p", "plain", ["distill.beta_p=1", "distill.beta_pr=0", "distill.beta_tr=0", "distill.fsa=false"]),
-    "p_pr": ("+L_p+L_pr", "plain", ["distill.beta_p=1", "distill.beta_pr=1", "distill.beta_tr=0", "distill.fsa=false"]),
-    "p_pr_tr": (
-        "+L_p+L_pr+L_tr",
-        "plain",
-        ["distill.beta_p=1", "distill.beta_pr=1", "distill.beta_tr=1", "distill.fsa=false"],
-    ),
-    "sia": (
-        "+SIA (full DKD, all β = 1)",
-        "isa",
-        ["distill.beta_p=1", "distill.beta_pr=1", "distill.beta_tr=1", "distill.fsa=true"],
-    ),
+    "p": ("+L_p", "plain", kd(1, 0, 0, fsa=False)),
+    "p_pr": ("+L_p+L_pr", "plain", kd(1, 1, 0, fsa=False)),
+    "p_pr_tr": ("+L_p+L_pr+L_tr", "plain", kd(1, 1, 1, fsa=False)),
+    "sia": ("+SIA (full DKD, all β = 1)", "isa", kd(1, 1, 1, fsa=True)),
     # the weights rebalanced for the loss scales measured in training (L_p 2-5, L_pr 0.04-0.07, L_tr ~0.3,
     # L_oim 6-8): the config defaults since this ablation (spelled out so the row stays what it is)
-    "rebalanced": (
-        "full DKD, tuned β (β_p 0.25, β_pr 30, β_tr 1)",
-        "isa",
-        ["distill.beta_p=0.25", "distill.beta_pr=30", "distill.beta_tr=1", "distill.fsa=true"],
-    ),
+    "rebalanced": ("full DKD, tuned β (β_p 0.25, β_pr 30, β_tr 1)", "isa", kd(0.25, 30, 1, fsa=True)),
 }
 OTHER_ROWS = {"two_step": "two-step", "teacher": "teacher alone (GT boxes)"}
 ROW_KEYS = [*STUDENT_ROWS, *OTHER_ROWS]

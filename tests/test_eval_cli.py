@@ -65,29 +65,19 @@ def _run(args, capsys):
     return code, captured.out, captured.err
 
 
+def _run_cuhk(data, results_path, gallery_size, json_path, capsys, *extra):
+    """``evaluate`` on the CUHK-SYSU set at one gallery size, figures into ``json_path``."""
+    args = ["--dataset", "cuhk-sysu", "--root", data.root, "--results", results_path]
+    return _run([*args, "--gallery-size", gallery_size, "--json", json_path, *extra], capsys)
+
+
 def test_cli_cuhk_matches_reference(datasets, tmp_path, capsys):
     data = datasets["cuhk-sysu"]
     results = _fake_results(data, 0)
     path = save_results(tmp_path / "r.npz", results)
     out_json = tmp_path / "m.json"
     per_query = tmp_path / "q.jsonl"
-    code, out, err = _run(
-        [
-            "--dataset",
-            "cuhk-sysu",
-            "--root",
-            data.root,
-            "--results",
-            path,
-            "--gallery-size",
-            "50",
-            "--json",
-            out_json,
-            "--per-query",
-            per_query,
-        ],
-        capsys,
-    )
+    code, out, err = _run_cuhk(data, path, "50", out_json, capsys, "--per-query", per_query)
     assert code == 0, err
     assert "mAP" in out
     metrics = json.loads(out_json.read_text())
@@ -110,31 +100,11 @@ def test_cli_cuhk_matches_reference(datasets, tmp_path, capsys):
     assert all(len(r["top"]) <= 10 for r in rows)
 
     full = tmp_path / "full.json"
-    assert (
-        _run(
-            ["--dataset", "cuhk-sysu", "--root", data.root, "--results", path, "--gallery-size", "-1", "--json", full],
-            capsys,
-        )[0]
-        == 0
-    )
+    assert _run_cuhk(data, path, "-1", full, capsys)[0] == 0
     m_ap, acc, _ = ref_search_cuhk(names, dets, feats, results.query_features, ref_protocol, full_set=True)
     assert json.loads(full.read_text())["search"]["mAP"] == pytest.approx(m_ap, abs=1e-12)
 
-    code, out, _ = _run(
-        [
-            "--dataset",
-            "cuhk-sysu",
-            "--root",
-            data.root,
-            "--results",
-            path,
-            "--gallery-size",
-            "all",
-            "--json",
-            tmp_path / "sweep.json",
-        ],
-        capsys,
-    )
+    code, out, _ = _run_cuhk(data, path, "all", tmp_path / "sweep.json", capsys)
     assert code == 0 and "full" in out
     sweep = json.loads((tmp_path / "sweep.json").read_text())["sweep"]
     assert [row["gallery_size"] for row in sweep] == [50, -1]

@@ -116,9 +116,9 @@ def load_trained_model(checkpoint: Path, device_name: str = "auto"):
     return model.to(device).eval(), cfg, device
 
 
-def _infer(args: argparse.Namespace):
-    """Load the model and data, run inference; returns the data, the results arrays and a function giving
-    the Re-ID-alone figures on ground-truth boxes with the same embedder (``test --gt-reid``)."""
+def _infer(args: argparse.Namespace, gt_reid: bool = False):
+    """Load the model and data, run inference; returns the data, the results arrays and, with ``gt_reid``,
+    the Re-ID-alone figures on ground-truth boxes by the same embedder (else ``None``)."""
     from personsearch.data import load_dataset
     from personsearch.engine.inference import gt_box_reid, run_inference
 
@@ -134,19 +134,11 @@ def _infer(args: argparse.Namespace):
     arrays = run_inference(
         model, data, device, args.batch_size, args.workers, progress, query_detections=args.cbgm, **embedders
     )
-
-    def gt_reid() -> dict[str, float]:
-        return gt_box_reid(
-            model,
-            data,
-            device,
-            arrays["query_features"],
-            args.workers,
-            progress,
-            embed_boxes=embedders.get("embed_boxes"),
-        )
-
-    return data, arrays, gt_reid
+    reid = None
+    if gt_reid:
+        reid = gt_box_reid(model, data, device, arrays["query_features"], args.workers, progress,
+                           embed_boxes=embedders.get("embed_boxes"))  # fmt: skip
+    return data, arrays, reid
 
 
 def run_infer(args: argparse.Namespace) -> int:
@@ -164,18 +156,18 @@ def run_test(args: argparse.Namespace) -> int:
     from personsearch.engine.inference import full_report
     from personsearch.evaluation import make_results, save_results
 
-    data, arrays, gt_reid = _infer(args)
+    data, arrays, reid = _infer(args, gt_reid=args.gt_reid)
     results = make_results(**arrays)
     if args.out:
         save_results(args.out, results)
         print(f"results: {args.out}")
     report, table = full_report(data, results, det_thresh=args.det_thresh, cbgm=args.cbgm)
     print(table)
-    if args.gt_reid:
-        report["gt_box_reid"] = r = gt_reid()
+    if reid is not None:
+        report["gt_box_reid"] = reid
         print(
-            f"Re-ID alone on ground-truth boxes (no detector, {r['queries']} queries): "
-            f"mAP {100 * r['mAP']:.2f}%  top-1 {100 * r['top1']:.2f}%"
+            f"Re-ID alone on ground-truth boxes (no detector, {reid['queries']} queries): "
+            f"mAP {100 * reid['mAP']:.2f}%  top-1 {100 * reid['top1']:.2f}%"
         )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

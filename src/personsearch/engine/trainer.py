@@ -320,9 +320,9 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / "config.yaml")
             self._open_writer()
-            sync_bns = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in self.ddp_model.modules())
             setup = [f"amp {self.amp}"]
             if self.info.enabled:
+                sync_bns = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in self.ddp_model.modules())
                 setup += [f"backend {torch.distributed.get_backend()}", f"{sync_bns} SyncBatchNorm layers"]
             self.log(
                 f"training on {self.device} x{self.info.world_size} ({', '.join(setup)}): {len(self.dataset)} images, "
