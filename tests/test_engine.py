@@ -89,6 +89,26 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["last.pth"]  # no temporary file left behind
 
 
+def test_full_disk_is_a_one_line_error_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    from personsearch.errors import PersonSearchError
+
+    path = tmp_path / "last.pth"
+    save_checkpoint({"model": {"w": torch.ones(3)}}, path)
+
+    def disk_full(obj, handle):  # what torch does: the OSError surfaces as a RuntimeError
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc] unexpected pos") from None
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(PersonSearchError, match=r"last\.pth .*No space left on device.*previous one is unchanged"):
+        save_checkpoint({"model": {"w": torch.zeros(3)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+    assert os.listdir(tmp_path) == ["last.pth"]
+
+
 def test_damaged_checkpoint_is_reported(tmp_path):
     path = tmp_path / "bad.pth"
     path.write_bytes(b"not a checkpoint")

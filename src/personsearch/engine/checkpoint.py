@@ -18,7 +18,8 @@ LAST = "last.pth"
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` with ``torch.save`` to a temporary file in the same folder, then rename it.
 
-    A crash or kill while writing leaves the previous checkpoint intact (rename is atomic on POSIX).
+    A crash or kill while writing leaves the previous checkpoint intact (rename is atomic on POSIX); a
+    failed write (a full disk, say) raises a one-line :class:`PersonSearchError` naming the file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,10 +30,23 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch re-raises a failed write as RuntimeError
+        cause = next((e for e in _exception_chain(exc) if isinstance(e, OSError)), exc)
+        kept = "the previous one is unchanged" if path.exists() else "nothing was written"
+        raise PersonSearchError(f"cannot write checkpoint {path} ({cause}); {kept}") from exc
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or during, innermost last."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
