@@ -71,7 +71,7 @@ TRAIN=(--no-progress --config configs/synthetic_cpu.yaml "dataset.root=$WORK/tin
         -m personsearch.cli train --no-progress --resume "$WORK/ddp/epoch_001.pth"
     $PY - "$WORK/epoch_002_first.pth" "$WORK/ddp/epoch_002.pth" <<'EOF'
 import sys, torch
-a, b = (torch.load(p, map_location="cpu", weights_only=False)["model"] for p in sys.argv[1:])
+a, b = (torch.load(p, map_location="cpu", weights_only=True)["model"] for p in sys.argv[1:])
 diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a if a[k].is_floating_point())
 print(f"resumed epoch 2 vs uninterrupted epoch 2: max |weight difference| = {diff:.3g} "
       "(CUDA kernels such as RoIAlign backward are not bit-deterministic)")

@@ -209,7 +209,7 @@ def real_training(args: argparse.Namespace) -> dict[str, Any]:
         "model.backbone.pretrained=none",
         "train.batch_size=4",
     ]
-    trainer = Trainer(load_config(None, overrides), progress=False)
+    trainer = Trainer(load_config(None, overrides), progress=False, overwrite=True)  # a re-run replaces its own run
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start

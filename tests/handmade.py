@@ -161,3 +161,72 @@ def tiny_config(root: Path, out: Path, *extra: str) -> dict:
             *extra,
         ],
     )
+
+
+# Helpers for bad-input tests: rewrite one file of a hand-made dataset with arbitrary (even poisoned) values.
+def _any_box(xywh: list[float]) -> np.ndarray:
+    """Like :func:`_box`, but stored as float64 when a value is not a small non-negative integer."""
+    arr = np.array([xywh], dtype=np.float64)
+    if np.isfinite(arr).all() and (arr >= 0).all() and (arr == np.round(arr)).all() and arr.max() < 65536:
+        return _box(xywh)
+    return arr
+
+
+def write_cuhk_images(root: Path, images: dict[str, list[list[float]]]) -> Path:
+    """Rewrite ``annotation/Images.mat`` with the given image -> x,y,w,h boxes."""
+    rows = []
+    for name, boxes in images.items():
+        box_struct = _struct(["idlocate", "ishard"], [(_any_box(b), np.array([[0]], np.uint8)) for b in boxes])
+        rows.append((name, np.array([[len(boxes)]], np.uint8), box_struct))
+    path = root / "annotation" / "Images.mat"
+    scipy.io.savemat(path, {"Img": _struct(["imname", "nAppear", "box"], rows)})
+    return path
+
+
+def write_cuhk_pool(root: Path, names: list[str]) -> Path:
+    path = root / "annotation" / "pool.mat"
+    scipy.io.savemat(path, {"pool": _cell(names)})
+    return path
+
+
+def write_cuhk_train(root: Path, identities: list[list[tuple[str, list[float]]]]) -> Path:
+    """Rewrite ``Train.mat`` with identity -> [(image, x,y,w,h)] scenes."""
+    cells = []
+    for index, scenes in enumerate(identities):
+        scene = _struct(
+            ["imname", "idlocate", "ishard"], [(n, _any_box(b), np.array([[0]], np.uint8)) for n, b in scenes]
+        )
+        cells.append(
+            _struct(["idname", "nAppear", "scene"], [(f"p{index + 1}", np.array([[len(scenes)]], np.uint8), scene)])
+        )
+    path = root / "annotation" / "test" / "train_test" / "Train.mat"
+    scipy.io.savemat(path, {"Train": _cell(cells)})
+    return path
+
+
+def write_cuhk_protocol(root: Path, queries: list[tuple], size: int = 50) -> Path:
+    """Rewrite ``TestG{size}.mat`` with (query image, query box, [(gallery image, box or None)]) rows."""
+    rows = []
+    for q, (qname, qbox, gallery) in enumerate(queries):
+        query = _struct(
+            ["imname", "idlocate", "ishard", "idname"],
+            [(qname, _any_box(qbox), np.array([[0]], np.uint8), f"p{100 + q}")],
+        )
+        entries = [(n, EMPTY, EMPTY) if b is None else (n, _any_box(b), np.array([[0]], np.uint8)) for n, b in gallery]
+        rows.append((query, _struct(["imname", "idlocate", "ishard"], entries)))
+    key = f"TestG{size}"
+    path = root / "annotation" / "test" / "train_test" / f"{key}.mat"
+    scipy.io.savemat(path, {key: _struct(["Query", "Gallery"], rows)})
+    return path
+
+
+def write_prw_annotation(root: Path, frame: str, rows: list[list[float]], key: str = "box_new") -> Path:
+    """Rewrite ``annotations/<frame>.jpg.mat`` with ``[pid, x, y, w, h]`` rows (float64)."""
+    path = root / "annotations" / f"{frame}.jpg.mat"
+    scipy.io.savemat(path, {key: np.array(rows, dtype=np.float64)})
+    return path
+
+
+def write_jpeg(path: Path, size: tuple[int, int]) -> None:
+    """Replace an image with a blank one of ``size`` (width, height)."""
+    _jpeg(path, size)

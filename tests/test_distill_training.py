@@ -68,7 +68,7 @@ def test_distilled_training_runs_and_leaves_the_teacher_unchanged(tiny, tmp_path
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "loss_kd_p=" in log and "loss_kd_pr=" in log and "loss_kd_tr=" in log
     assert len(trainer.distiller.cache) > 0
-    saved = torch.load(tmp_path / "run" / "last.pth", map_location="cpu", weights_only=False)
+    saved = torch.load(tmp_path / "run" / "last.pth", map_location="cpu", weights_only=True)
     assert not any(k.startswith("teacher") for k in saved["model"])
 
 

@@ -1,19 +1,23 @@
 """The ``personsearch`` command line: one sub-command per task.
 
 Each concern owns its sub-commands in a ``commands`` module exposing ``register(subparsers)``; this file
-only assembles them and turns :class:`~personsearch.errors.PersonSearchError` into a one-line message
-with a non-zero exit code. Heavy imports (torch) happen inside the command handlers, so ``--help`` is fast.
+only assembles them and is the one place that turns every user error into one line on stderr with exit
+code 2: a :class:`~personsearch.errors.PersonSearchError` (also when a DataLoader worker raised it), a bad
+option (argparse), and shows each :class:`~personsearch.errors.PersonSearchWarning` as one line. Heavy
+imports (torch) happen inside the command handlers, so ``--help`` is fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
+import warnings
 from collections.abc import Sequence
 
 from personsearch import __version__
-from personsearch.errors import PersonSearchError
+from personsearch.errors import PersonSearchError, PersonSearchWarning
 
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES = (
@@ -25,14 +29,56 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line (exit code 2): the problem and where help is."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+# torch re-raises an exception of a DataLoader worker with the worker's whole traceback as its message
+_WORKER = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\s*\nOriginal Traceback")
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """The one-line message of a user error, or None when ``exc`` is not one (a bug: let it show).
+
+    A PersonSearchError raised in a DataLoader worker reaches the main process as the same type (or a
+    RuntimeError when it cannot be rebuilt) whose message holds the worker's traceback: the original
+    message is the text after its last ``ClassName: `` line.
+    """
+    text = str(exc)
+    ours = isinstance(exc, PersonSearchError)
+    if _WORKER.search(text):
+        # the same type rebuilt; or a RuntimeError: a user error only if a personsearch error is inside
+        name = re.escape(f"{type(exc).__module__}.{type(exc).__qualname__}") if ours else r"personsearch(?:\.\w+)+"
+        found = list(re.finditer(rf"^{name}: ", text, flags=re.MULTILINE))
+        if found:
+            text, ours = text[found[-1].end() :], True
+    return " ".join(text.split()) if ours else None
+
+
+def _one_line_warnings(command: str):
+    """A ``warnings.showwarning`` printing PersonSearchWarnings as one line (others as before)."""
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if isinstance(category, type) and issubclass(category, PersonSearchWarning):
+            print(f"personsearch {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="personsearch",
         description="Person search (detection + re-identification in scene images) with DKD.",
         epilog="Run 'personsearch COMMAND --help' for the options of one command.",
     )
     parser.add_argument("--version", action="version", version=f"personsearch {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for module_name in COMMAND_MODULES:
         try:
             module = importlib.import_module(module_name)
@@ -50,14 +96,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    previous_showwarning = warnings.showwarning
+    warnings.showwarning = _one_line_warnings(args.command)
     try:
         return int(args.handler(args) or 0)
-    except PersonSearchError as exc:
-        print(f"personsearch {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"personsearch {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = user_error_message(exc)
+        if message is None:
+            raise
+        print(f"personsearch {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    finally:
+        warnings.showwarning = previous_showwarning
 
 
 if __name__ == "__main__":

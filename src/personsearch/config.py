@@ -3,20 +3,20 @@
 A run's configuration is a nested dict. :func:`load_config` starts from :func:`default_config`, merges a
 YAML file over it, then applies overrides such as ``train.lr=0.01`` or ``model.backbone.arch=resnet18``
 (values are parsed as YAML, so ``[16, 22]``, ``null`` and ``true`` work). Unknown keys are errors, so a
-typo never silently does nothing. The merged result is saved next to every run's outputs.
+typo never silently does nothing, and every value is checked against :mod:`personsearch.config_schema`
+(type and range: a one-line error naming the key). The merged result is saved next to every run's outputs.
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from personsearch.config_schema import validate
 from personsearch.errors import ConfigError
 
 #: Sections other than ``model`` (whose defaults live in :mod:`personsearch.models.build`).
@@ -182,22 +182,21 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Defaults, then the YAML file (if any), then the overrides; ``${name}`` in output_dir expanded."""
+    """Defaults, then the YAML file (if any), then the overrides, validated (a wrong type or range is a
+    :class:`ConfigError` naming the key); ``${name}`` in output_dir expanded."""
     cfg = default_config()
     if path is not None:
         cfg = merge(cfg, read_yaml(path))
     for text in overrides:
         cfg = merge(cfg, parse_override(text))
+    validate(cfg, default_config())  # every key's type and range (personsearch.config_schema.SCHEMA)
     cfg["output_dir"] = str(cfg["output_dir"]).replace("${name}", str(cfg["name"]))
     return cfg
 
 
 def save_config(cfg: Mapping[str, Any], path: str | Path) -> Path:
     """Write the merged config as YAML (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        yaml.safe_dump(dict(cfg), handle, sort_keys=False)
-    os.replace(tmp, path)
-    return path
+    from personsearch.outputs import atomic_write
+
+    text = yaml.safe_dump(dict(cfg), sort_keys=False)
+    return atomic_write(path, lambda handle: handle.write(text.encode()), what="config file")

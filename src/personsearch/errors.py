@@ -13,3 +13,11 @@ class DatasetError(PersonSearchError):
 
 class ConfigError(PersonSearchError):
     """A configuration file or override is invalid."""
+
+
+class PersonSearchWarning(UserWarning):
+    """Something the user should know about their input that does not stop the work (shown as one line)."""
+
+
+class DatasetWarning(PersonSearchWarning):
+    """Annotations were dropped or repaired while loading a dataset (what and how many, naming the file)."""

@@ -49,8 +49,11 @@ class ImageRecord:
         """``(width, height)``, read from the image header on first use and cached."""
         if self.width is None or self.height is None:
             from personsearch.data.images import read_image_size
+            from personsearch.data.validation import check_boxes_fit
 
-            self.width, self.height = read_image_size(self.path)
+            width, height = read_image_size(self.path)
+            check_boxes_fit(self.path, self.boxes, width, height, "annotation box")
+            self.width, self.height = width, height
         return self.width, self.height
 
 
@@ -129,7 +132,8 @@ class PersonSearchData:
     gallery: list[ImageRecord]
     queries: list[QueryRecord]
     protocol_sizes: list[int] = field(default_factory=list)  # CUHK-SYSU TestG sizes present
-    dropped_boxes: int = 0  # boxes removed by the w > 0 and h > 0 filter
+    dropped_boxes: int = 0  # boxes removed by the w > 0 and h > 0 filter (CUHK-SYSU's known quirk)
+    invalid_boxes: int = 0  # boxes dropped as invalid (not finite, out of range, ...), named in `warnings`
     warnings: list[str] = field(default_factory=list)  # tolerated oddities found while loading
 
     @property

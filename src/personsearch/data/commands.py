@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
+from personsearch.argtypes import seed
 from personsearch.data import DATASETS
 
 
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("tiny", "small", "medium"),
         help="size: tiny (tests, seconds), small (CPU demo, < 1 min), medium (default: %(default)s)",
     )
-    synth.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    synth.add_argument("--seed", type=seed, default=0, help="random seed (default: %(default)s)")
     synth.add_argument("--preview", type=Path, metavar="FILE.png", help="also draw a contact sheet")
     synth.set_defaults(handler=run_synth)
 
@@ -69,9 +69,7 @@ def run_dataset_stats(args: argparse.Namespace) -> int:
     from personsearch.data import load_dataset
     from personsearch.data.stats import dataset_statistics, format_statistics
 
-    data = load_dataset(args.dataset, args.root)
-    for warning in data.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    data = load_dataset(args.dataset, args.root)  # its warnings (data.warnings) are shown as DatasetWarnings
     stats = dataset_statistics(data)
     if args.json:
         print(json.dumps(stats, indent=2))

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from personsearch.data.validation import MAX_COORD
+
 MI_INT8, MI_UINT8, MI_INT16, MI_UINT16, MI_INT32, MI_UINT32 = 1, 2, 3, 4, 5, 6
 MI_SINGLE, MI_DOUBLE, MI_INT64, MI_UINT64 = 7, 9, 12, 13
 MI_MATRIX, MI_COMPRESSED, MI_UTF8, MI_UTF16, MI_UTF32 = 14, 15, 16, 17, 18
@@ -188,7 +190,15 @@ def _element(data, pos: int):
 
 
 def _as_int32(values: np.ndarray) -> np.ndarray:
-    return np.asarray(values).astype(np.int32)
+    """``astype(int32)`` of box values known to be finite and in range; anything else (NaN, inf, values
+    beyond the range) goes to the scipy path, whose validation names the query."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iuf":
+        raise Mat5Unsupported(f"box values of type {arr.dtype}")
+    wide = arr.astype(np.float64)
+    if not np.isfinite(wide).all() or (np.abs(wide) > MAX_COORD).any():
+        raise Mat5Unsupported("box values that are not finite or out of range")
+    return arr.astype(np.int32)
 
 
 def _hash_names(names: np.ndarray, width: int) -> np.ndarray:
@@ -346,7 +356,7 @@ class _GalleryDecoder:
                 raise Mat5Unsupported("idlocate data size")
             idx = offset[rows][:, None] + np.arange(4 * dtype.itemsize)[None, :]
             values = np.ascontiguousarray(raw[idx]).view(dtype).reshape(-1, 4)
-            boxes[np.searchsorted(sel, rows)] = values.astype(np.int32)
+            boxes[np.searchsorted(sel, rows)] = _as_int32(values)
         return positive, boxes
 
     def _walk(self, data: bytes, head: _Header):

@@ -6,6 +6,13 @@ references: annotation boxes are clipped at 0 *before* ``x2 = x + w`` and trunca
 boxes are truncated to int32 *first* and clipped last. Arithmetic is done in float64 so integer storage
 types (``uint8``/``uint16``) never wrap around. PRW's ``-2`` ("ambiguous person") becomes
 :data:`UNLABELED`; a pid boxed twice in one frame keeps both boxes (evaluation uses the first).
+
+Poisoned values never pass (``personsearch.data.validation``): an annotation row whose values are not
+finite or out of range, or whose box has no positive width and height after the clip-then-truncate
+conversion, is dropped, counted per reason and per file and reported as a
+:class:`~personsearch.errors.DatasetWarning` on every load. A ``query_info.txt`` box that fails
+(after truncate-then-clip) is an error naming the line: dropping a query would change the evaluation.
+Frame names must be plain file names.
 """
 
 from __future__ import annotations
@@ -18,6 +25,20 @@ import numpy as np
 from personsearch.data.annotations import UNLABELED, ImageRecord, PersonSearchData, QueryRecord
 from personsearch.data.cache import load_or_build
 from personsearch.data.matfile import load_mat_variable, mat_string, require_file
+from personsearch.data.validation import (
+    NEGATIVE_SIZE,
+    OK,
+    OUTSIDE,
+    REASONS,
+    ZERO_SIZE,
+    check_name,
+    check_names,
+    drop_message,
+    emit,
+    format_box,
+    raw_value_reasons,
+    xyxy_reasons,
+)
 from personsearch.errors import DatasetError
 
 LAYOUT = (
@@ -44,9 +65,11 @@ def load_frame_list(path: Path, key: str) -> list[str]:
     require_file(path, LAYOUT)
     cells = load_mat_variable(path, key)
     try:
-        return [mat_string(c) + ".jpg" for c in cells.ravel()]
+        names = [mat_string(c) for c in cells.ravel()]
     except (IndexError, ValueError, TypeError) as exc:
         raise DatasetError(f"{path}: malformed frame list ({exc})") from None
+    check_names(names, path, "frame name")
+    return [name + ".jpg" for name in names]
 
 
 def annotation_path(root: Path, frame: str) -> Path:
@@ -80,6 +103,26 @@ def convert_query_box(x: float, y: float, w: float, h: float) -> np.ndarray:
     return np.clip(np.array([x, y, x + w, y + h]).astype(np.int32), 0, None)
 
 
+def annotation_reasons(matrix: np.ndarray) -> np.ndarray:
+    """Per ``[pid, x, y, w, h]`` row: why it is invalid (see ``personsearch.data.validation``), or OK.
+
+    Values must be finite and in range before any cast; the box must have a positive width and height
+    after the gallery conversion (clip at 0, add, truncate): a negative width becomes zero and is invalid.
+    """
+    reasons = raw_value_reasons(matrix)
+    numeric = reasons == OK
+    if numeric.any():
+        boxes, _ = convert_annotation(matrix[numeric])
+        reasons[numeric] = xyxy_reasons(boxes)
+    return reasons
+
+
+def _describe(reason: int) -> str:
+    if reason == ZERO_SIZE:
+        return "zero width or height after clipping at 0"
+    return REASONS[reason]
+
+
 def _parse_annotations(root: Path, frames: list[str]) -> dict[str, np.ndarray]:
     counts, matrices = [], []
     for frame in frames:
@@ -92,17 +135,42 @@ def _parse_annotations(root: Path, frames: list[str]) -> dict[str, np.ndarray]:
     }
 
 
-def _load_split(root: Path, frames: list[str], kind: str) -> list[ImageRecord]:
+ANNOTATION_SCHEMA = {"counts": ("iu", (-1,)), "matrix": ("f", (-1, 5))}
+
+
+def _load_split(root: Path, frames: list[str], kind: str, warnings: list[str]) -> tuple[list[ImageRecord], int]:
+    """The records of one split and the number of invalid annotation rows dropped (with a warning)."""
     paths = []
     for frame in frames:
         path = annotation_path(root, frame)
         if not path.is_file():
             raise DatasetError(f"missing file {path}; expected layout: {LAYOUT}")
         paths.append(path)
-    arrays = load_or_build(kind, paths, lambda: _parse_annotations(root, frames))
-    offsets = np.concatenate([[0], np.cumsum(arrays["counts"])]).tolist()
-    boxes, pids = convert_annotation(arrays["matrix"])  # row-wise, so once for the whole split
-    return [
+    arrays = load_or_build(
+        kind,
+        paths,
+        lambda: _parse_annotations(root, frames),
+        schema=ANNOTATION_SCHEMA,
+        check=lambda a: len(a["counts"]) == len(frames) and int(a["counts"].sum()) == len(a["matrix"]),
+    )
+    counts, matrix = arrays["counts"], arrays["matrix"]
+    reasons = annotation_reasons(matrix)  # row-wise, so once for the whole split
+    bad = reasons != OK
+    if bad.any():
+        frame_of_row = np.repeat(np.arange(len(frames)), counts)
+        per_file = np.bincount(frame_of_row[bad], minlength=len(frames))
+        files = [(paths[i].name, int(per_file[i])) for i in np.flatnonzero(per_file)]
+        first = int(np.flatnonzero(bad)[0])
+        row = first - int(np.sum(counts[: frame_of_row[first]]))
+        example = f"{paths[frame_of_row[first]].name} row {row} [pid x y w h] = {format_box(matrix[first])}"
+        described = {_describe(code): int((reasons == code).sum()) for code in REASONS if (reasons == code).any()}
+        source = f"{root / ANNOTATIONS_DIR} ({'frame_train.mat' if kind == 'prw-train' else 'frame_test.mat'} frames)"
+        warnings.append(drop_message(source, described, files, example))
+        counts = np.bincount(frame_of_row[~bad], minlength=len(frames))
+        matrix = matrix[~bad]
+    offsets = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    boxes, pids = convert_annotation(matrix)
+    records = [
         ImageRecord(
             frame,
             root / FRAMES_DIR / frame,
@@ -112,6 +180,7 @@ def _load_split(root: Path, frames: list[str], kind: str) -> list[ImageRecord]:
         )
         for i, frame in enumerate(frames)
     ]
+    return records, int(bad.sum())
 
 
 def load_queries(path: Path, root: Path) -> list[QueryRecord]:
@@ -133,13 +202,32 @@ def load_queries(path: Path, root: Path) -> list[QueryRecord]:
             x, y, w, h = (float(v) for v in fields[1:5])
         except ValueError as exc:
             raise DatasetError(f"{path}:{lineno}: expected 'pid x y w h frame', got {line.strip()!r} ({exc})") from None
+        where = f"{path}:{lineno}"
+        check_name(fields[5], where, f"query {len(queries)} frame name")
         frame = fields[5] + ".jpg"
-        queries.append(
-            QueryRecord(frame, root / FRAMES_DIR / frame, convert_query_box(x, y, w, h), pid, camera_id(frame, path))
-        )
+        box = _query_box(where, len(queries), frame, x, y, w, h)
+        queries.append(QueryRecord(frame, root / FRAMES_DIR / frame, box, pid, camera_id(frame, path)))
     if not queries:
         raise DatasetError(f"{path}: no queries found")
     return queries
+
+
+def _query_box(where: str, index: int, frame: str, x: float, y: float, w: float, h: float) -> np.ndarray:
+    """The converted query box, or a one-line error: its values must be finite and in range, and after
+    truncate-then-clip it must have a positive width and height."""
+    raw = np.array([[x, y, w, h]])
+    reason = int(raw_value_reasons(raw)[0])
+    box = convert_query_box(x, y, w, h) if reason == OK else None
+    if box is not None:
+        reason = int(xyxy_reasons(box)[0])
+    if reason != OK:
+        what = {
+            ZERO_SIZE: "has zero width or height after truncating and clipping at 0",
+            NEGATIVE_SIZE: "has a negative width or height after truncating and clipping at 0",
+            OUTSIDE: "lies wholly outside the image",
+        }.get(reason, f"has a value that is {REASONS[reason]}")
+        raise DatasetError(f"{where}: query {index} (frame {frame}) box x y w h = {format_box(raw[0])} {what}")
+    return box
 
 
 def check_layout(root: Path) -> None:
@@ -167,11 +255,16 @@ def load_prw(root: str | Path) -> PersonSearchData:
     ]
     if not (root / FRAMES_DIR).is_dir():  # annotations alone suffice for statistics and evaluation
         warnings.append(f"frame folder {root / FRAMES_DIR} is missing (needed for training and inference)")
-    return PersonSearchData(
+    train, train_invalid = _load_split(root, train_frames, "prw-train", warnings)
+    gallery, gallery_invalid = _load_split(root, test_frames, "prw-test", warnings)
+    data = PersonSearchData(
         name="prw",
         root=root,
-        train=_load_split(root, train_frames, "prw-train"),
-        gallery=_load_split(root, test_frames, "prw-test"),
+        train=train,
+        gallery=gallery,
         queries=queries,
+        invalid_boxes=train_invalid + gallery_invalid,
         warnings=warnings,
     )
+    emit(data.warnings)
+    return data

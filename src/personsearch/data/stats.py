@@ -42,5 +42,7 @@ def format_statistics(data: PersonSearchData, stats: dict[str, dict[str, int]]) 
         lines.append(f"gallery sizes present: {', '.join(map(str, data.protocol_sizes))}")
     if data.dropped_boxes:
         lines.append(f"boxes dropped (w <= 0 or h <= 0): {data.dropped_boxes}")
+    if data.invalid_boxes:
+        lines.append(f"boxes dropped as invalid (see the warnings): {data.invalid_boxes}")
     lines.append(f"training identities (OIM table size): {data.num_train_classes}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, Sampler
 
 from personsearch.data.annotations import UNLABELED, ImageRecord
 from personsearch.data.images import load_image
+from personsearch.data.validation import check_boxes_fit
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -67,6 +68,7 @@ class PersonSearchTrainSet(Dataset):
         index, epoch = item if isinstance(item, tuple) else (item, 0)
         record = self.records[index]
         image = load_image(record.path)
+        check_boxes_fit(record.path, record.boxes, image.shape[1], image.shape[0], "annotation box")
         boxes = record.boxes.astype(np.float32)
         if flip_decision(self.seed, epoch, index, self.hflip_prob):
             image = image[:, ::-1]
@@ -80,16 +82,25 @@ class PersonSearchTrainSet(Dataset):
 
 
 class ImageListSet(Dataset):
-    """Images for inference: returns ``(image tensor, index)``."""
+    """Images for inference: returns ``(image tensor, index)``.
 
-    def __init__(self, paths: Sequence) -> None:
+    With ``boxes`` (one ``(N, 4)`` x1 y1 x2 y2 array per image: its annotations or its query box), an
+    image that does not match its boxes (a box outside it, or far past its edge) is a one-line error.
+    """
+
+    def __init__(self, paths: Sequence, boxes: Sequence | None = None, what: str = "annotation box") -> None:
         self.paths = list(paths)
+        self.boxes = None if boxes is None else list(boxes)
+        self.what = what
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return image_to_tensor(load_image(self.paths[index])), index
+        image = load_image(self.paths[index])
+        if self.boxes is not None:
+            check_boxes_fit(self.paths[index], self.boxes[index], image.shape[1], image.shape[0], self.what)
+        return image_to_tensor(image), index
 
 
 class EpochSampler(Sampler):

@@ -19,16 +19,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", type=Path, help="YAML config (see configs/teacher_*.yaml)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. teacher.epochs=5")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train into an output_dir that already holds a teacher (config.yaml + teacher.pth): its "
+        "teacher.pth, log.txt and metrics.jsonl are deleted first (without it that is an error)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=run_train_teacher)
 
 
 def run_train_teacher(args: argparse.Namespace) -> int:
     from personsearch.config import load_config
-    from personsearch.distill.teacher_train import TeacherTrainer
+    from personsearch.distill.teacher_train import TEACHER_FILE, TeacherTrainer
+    from personsearch.outputs import check_run_folder, open_run_folder
 
     cfg = load_config(args.config, args.overrides)
-    path, metrics = TeacherTrainer(cfg, progress=not args.no_progress).train()
+    check_run_folder(cfg["output_dir"], ("config.yaml", TEACHER_FILE), args.overwrite, resumable=False)
+    trainer = TeacherTrainer(cfg, progress=not args.no_progress)
+    open_run_folder(trainer.run_dir, (TEACHER_FILE, "log.txt", "metrics.jsonl") if args.overwrite else ())
+    path, metrics = trainer.train()
     if metrics is not None:
         print(f"teacher crop Re-ID: mAP={metrics['mAP']:.4f} top1={metrics['top1']:.4f} ({metrics['queries']} queries)")
     print(f"teacher checkpoint: {path}")

@@ -252,6 +252,7 @@ def build_distiller(
     dim = int(cfg["model"]["reid"]["embedding_dim"])
     if teacher.spec.embedding_dim != dim:
         raise PersonSearchError(
-            f"teacher embedding size {teacher.spec.embedding_dim} != the student's model.reid.embedding_dim {dim}"
+            f"teacher checkpoint {d['teacher']} was trained with embedding size {teacher.spec.embedding_dim}, "
+            f"this config has {dim} (model.reid.embedding_dim)"
         )
     return Distiller(teacher, DistillSettings.from_config(d, teacher), data.train, device)

@@ -148,14 +148,25 @@ def teacher_checkpoint_state(net: TeacherNet, class_map: dict[int, int], extra: 
 
 
 def load_teacher(path: str | Path, device: torch.device | str = "cpu") -> tuple[TeacherNet, dict[str, Any]]:
-    """A frozen teacher (eval mode, no gradients) and its checkpoint dict (without the weights)."""
-    from personsearch.engine.checkpoint import load_checkpoint
+    """A frozen teacher (eval mode, no gradients) and its checkpoint dict (without the weights).
 
-    state = load_checkpoint(path)
-    if "teacher" not in state:
-        raise PersonSearchError(f"{path}: not a teacher checkpoint (written by personsearch train-teacher)")
-    net = TeacherNet(TeacherSpec.from_dict(state["teacher"]))
-    net.load_state_dict(state["model"])
+    The file is loaded without running code in it (:func:`~personsearch.engine.checkpoint.load_checkpoint`);
+    a person search model instead of a teacher, or weights that do not fit the spec saved with them, are
+    one-line errors naming the file."""
+    from personsearch.engine.checkpoint import load_checkpoint
+    from personsearch.engine.loading import TEACHER_FIELDS, describe_teacher, load_weights
+
+    state = load_checkpoint(path, kind="teacher")
+    try:
+        spec = TeacherSpec.from_dict(state["teacher"])
+        net = TeacherNet(spec)
+    except PersonSearchError as exc:
+        raise PersonSearchError(f"checkpoint {path}: {exc}") from None
+    except (TypeError, ValueError, KeyError) as exc:
+        raise PersonSearchError(
+            f"checkpoint {path}: its teacher spec does not build a teacher ({exc.__class__.__name__}: {exc})"
+        ) from None
+    load_weights(net, state["model"], path, "the teacher spec saved in it", describe_teacher, TEACHER_FIELDS)
     freeze(net)
     info = {k: v for k, v in state.items() if k != "model"}
     return net.to(device), info

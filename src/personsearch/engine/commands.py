@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import copy
 from pathlib import Path
-from typing import Any
 
+from personsearch.argtypes import device, non_negative_int, positive_int, probability
 from personsearch.data import DATASETS
 
 
@@ -32,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="ImageNet backbone weights file (same as model.backbone.pretrained=FILE)",
     )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train into an output_dir that already holds a run (config.yaml + last.pth): its checkpoints, "
+        "log.txt and metrics.jsonl are deleted first (without it, or --resume, that is an error)",
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(handler=run_train)
 
@@ -50,9 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             metavar="RESULTS.npz",
             help="results file to write" + (" (optional)" if name == "test" else ""),
         )
-        p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-        p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default: 1)")
-        p.add_argument("--workers", type=int, default=2, help="image-loading processes (default: 2)")
+        p.add_argument("--device", type=device, default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+        p.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass (default: 1)")
+        p.add_argument("--workers", type=non_negative_int, default=2, help="image-loading processes (default: 2)")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
         p.add_argument(
             "--cbgm",
@@ -67,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
         p.add_argument("--teacher", type=Path, metavar="FILE", help="teacher checkpoint (train-teacher) for --two-step")
         if name == "test":
-            p.add_argument("--det-thresh", type=float, default=0.5, help="detection score threshold")
+            p.add_argument("--det-thresh", type=probability, default=0.5, help="detection score threshold in [0, 1]")
             p.add_argument("--json", type=Path, metavar="OUT.json", help="write every figure as JSON")
             p.add_argument(
                 "--gt-reid",
@@ -81,18 +86,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from personsearch.config import load_config
     from personsearch.engine.trainer import Trainer
+    from personsearch.errors import ConfigError
 
     if args.resume and (args.config or args.overrides or args.weights):
-        from personsearch.errors import ConfigError
-
         raise ConfigError(
             "--resume continues a run with its saved config; do not combine it with --config or overrides"
         )
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume continues a run and --overwrite replaces it; give one of them")
     overrides = list(args.overrides)
     if args.weights:
         overrides.append(f"model.backbone.pretrained={args.weights}")
     cfg = load_config(args.config, overrides) if not args.resume else {}
-    trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+    trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     run_dir = trainer.train()
     if trainer.info.is_main:
         print(f"run folder: {run_dir}")
@@ -100,20 +106,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def load_trained_model(checkpoint: Path, device_name: str = "auto"):
-    """Model, config and device from a training checkpoint (loads on CPU-only hosts too)."""
-    from personsearch.engine.checkpoint import load_checkpoint
-    from personsearch.engine.distributed import DistInfo
-    from personsearch.engine.trainer import resolve_device
-    from personsearch.models.build import build_model
+    """Model, config and device from a training checkpoint (see :mod:`personsearch.engine.loading`)."""
+    from personsearch.engine.loading import load_trained_model as load
 
-    state = load_checkpoint(checkpoint)
-    cfg: dict[str, Any] = state["config"]
-    model_cfg = copy.deepcopy(cfg["model"])
-    model_cfg["backbone"]["pretrained"] = "none"  # the checkpoint holds every weight
-    device = resolve_device(device_name, DistInfo())
-    model = build_model(model_cfg, num_classes=int(state["num_classes"]))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), cfg, device
+    return load(checkpoint, device_name)
 
 
 def _infer(args: argparse.Namespace, gt_reid: bool = False):
@@ -143,7 +139,9 @@ def _infer(args: argparse.Namespace, gt_reid: bool = False):
 
 def run_infer(args: argparse.Namespace) -> int:
     from personsearch.evaluation import make_results, save_results
+    from personsearch.outputs import check_output_file
 
+    check_output_file(args.out, "--out")
     _, arrays, _ = _infer(args)
     save_results(args.out, make_results(**arrays))
     print(f"results: {args.out}")
@@ -155,7 +153,10 @@ def run_test(args: argparse.Namespace) -> int:
 
     from personsearch.engine.inference import full_report
     from personsearch.evaluation import make_results, save_results
+    from personsearch.outputs import check_output_file, write_text
 
+    check_output_file(args.out, "--out")
+    check_output_file(args.json, "--json")
     data, arrays, reid = _infer(args, gt_reid=args.gt_reid)
     results = make_results(**arrays)
     if args.out:
@@ -170,5 +171,5 @@ def run_test(args: argparse.Namespace) -> int:
             f"mAP {100 * reid['mAP']:.2f}%  top-1 {100 * reid['top1']:.2f}%"
         )
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        write_text(args.json, json.dumps(report, indent=2), "JSON file")
     return 0

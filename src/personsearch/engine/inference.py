@@ -37,9 +37,18 @@ def preserved_rng():
         set_rng_state(state)
 
 
-def _loader(paths: list, batch_size: int, workers: int) -> DataLoader:
+def _model_box_embedder(model: torch.nn.Module | None) -> BoxEmbedder:
+    """The model's own embedder of given boxes (eval mode); a model is needed when no embedder is given."""
+    if model is None:
+        raise ValueError("either a model or a box embedder is needed")
+    model.eval()
+    return model.extract_query_features
+
+
+def _loader(paths: list, batch_size: int, workers: int, boxes: list | None = None, what: str = "box") -> DataLoader:
+    """Images in order; each is checked against its ``boxes`` (an image that does not match them is an error)."""
     return DataLoader(
-        ImageListSet(paths), batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers
+        ImageListSet(paths, boxes, what), batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers
     )
 
 
@@ -57,7 +66,7 @@ def detect_gallery(
     (the two-step pipeline re-embeds the detected crops with a separate Re-ID network)."""
     model.eval()
     det_image, boxes, scores, feats = [], [], [], []
-    loader = _loader([r.path for r in data.gallery], batch_size, workers)
+    loader = _loader([r.path for r in data.gallery], batch_size, workers, [r.boxes for r in data.gallery])
     for images, indices in tqdm(loader, desc="gallery", disable=not progress, dynamic_ncols=True):
         images = [img.to(device) for img in images]
         outputs = model(images)
@@ -80,7 +89,7 @@ def detect_gallery(
 
 @torch.no_grad()
 def embed_queries(
-    model: torch.nn.Module,
+    model: torch.nn.Module | None,
     data: PersonSearchData,
     device: torch.device,
     batch_size: int = 1,
@@ -89,10 +98,11 @@ def embed_queries(
     embed_boxes: BoxEmbedder | None = None,
 ) -> dict[str, np.ndarray]:
     """Embeddings of the ground-truth query boxes, in the dataset's query order."""
-    model.eval()
-    embed_boxes = embed_boxes or model.extract_query_features
+    embed_boxes = embed_boxes or _model_box_embedder(model)
     feats = []
-    loader = _loader([q.path for q in data.queries], batch_size, workers)
+    loader = _loader(
+        [q.path for q in data.queries], batch_size, workers, [q.box[None] for q in data.queries], "query box"
+    )
     for images, indices in tqdm(loader, desc="queries", disable=not progress, dynamic_ncols=True):
         images = [img.to(device) for img in images]
         boxes = [torch.as_tensor(data.queries[i].box, dtype=torch.float32, device=device)[None] for i in indices]
@@ -118,9 +128,9 @@ def detect_query_images(
     in as the first row (score 1.0), NMS at ``nms_thresh``, rows in score order, embeddings without
     score weighting. ``embed``/``embed_boxes`` replace the model's embeddings (two-step pipeline)."""
     model.eval()
-    embed_boxes = embed_boxes or model.extract_query_features
+    embed_boxes = embed_boxes or _model_box_embedder(model)
     index, boxes, scores, feats = [], [], [], []
-    loader = _loader([q.path for q in data.queries], 1, workers)
+    loader = _loader([q.path for q in data.queries], 1, workers, [q.box[None] for q in data.queries], "query box")
     for images, indices in tqdm(loader, desc="query images", disable=not progress, dynamic_ncols=True):
         images = [img.to(device) for img in images]
         q = int(indices[0])
@@ -150,7 +160,7 @@ def detect_query_images(
 
 @torch.no_grad()
 def gt_box_reid(
-    model: torch.nn.Module,
+    model: torch.nn.Module | None,
     data: PersonSearchData,
     device: torch.device,
     query_features: np.ndarray,
@@ -163,10 +173,9 @@ def gt_box_reid(
     Re-ID head or ``embed_boxes`` (the teacher in two-step)."""
     from personsearch.evaluation.crop_reid import crop_reid_metrics
 
-    model.eval()
-    embed_boxes = embed_boxes or model.extract_query_features
+    embed_boxes = embed_boxes or _model_box_embedder(model)
     feats, pids, names = [], [], []
-    loader = _loader([r.path for r in data.gallery], 1, workers)
+    loader = _loader([r.path for r in data.gallery], 1, workers, [r.boxes for r in data.gallery])
     with preserved_rng():
         for images, indices in tqdm(loader, desc="GT boxes", disable=not progress, dynamic_ncols=True):
             record = data.gallery[int(indices[0])]

@@ -38,6 +38,10 @@ from personsearch.engine.distributed import DistInfo, barrier, init_distributed,
 from personsearch.engine.rng import rng_state, seed_everything, set_rng_state
 from personsearch.engine.schedule import build_scheduler
 from personsearch.errors import PersonSearchError
+from personsearch.outputs import check_run_folder, open_run_folder
+
+#: The files of a previous run that ``--overwrite`` deletes (so old and new checkpoints never mix).
+OVERWRITTEN = ("last.pth", "epoch_*.pth", "log.txt", "metrics.jsonl", "tensorboard/events.out.tfevents.*")
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -108,15 +112,21 @@ class TrainState:
 class Trainer:
     """Builds everything from a merged config and runs the epochs."""
 
-    def __init__(self, cfg: dict[str, Any], resume: str | Path | None = None, progress: bool = True):
+    def __init__(
+        self, cfg: dict[str, Any], resume: str | Path | None = None, progress: bool = True, overwrite: bool = False
+    ):
         self.progress = progress
         self.checkpoint_state = None
         if resume:
             checkpoint_path = resolve_resume(resume)
-            self.checkpoint_state = load_checkpoint(checkpoint_path)
+            self.checkpoint_state = load_checkpoint(checkpoint_path, kind="resume")
+            self.resume_path = checkpoint_path
             cfg = dict(self.checkpoint_state["config"])
             cfg["output_dir"] = str(checkpoint_path.parent)  # the run folder may have moved
         self.cfg = cfg
+        self.overwrite = overwrite and not resume
+        if not resume:  # before any long work: a finished run is never silently overwritten
+            check_run_folder(cfg["output_dir"], ("config.yaml", LAST), overwrite)
         t = cfg["train"]
         wants_cuda = str(t["device"]).startswith("cuda") or (t["device"] == "auto" and torch.cuda.is_available())
         self.info = init_distributed("cuda" if wants_cuda else "cpu")
@@ -160,15 +170,27 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def _restore(self, ckpt: dict[str, Any]) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.state = TrainState(**ckpt["train_state"])
-        rngs = ckpt.get("rng", {})
-        if self.info.rank in rngs:
-            set_rng_state(rngs[self.info.rank])
+        """Continue from ``ckpt``; one that does not fit this run (another dataset's identities, weights
+        that do not match the config saved in it, a damaged optimiser state) is a one-line error."""
+        from personsearch.engine.loading import check_identities, load_weights
+
+        path = getattr(self, "resume_path", "to resume from")
+        check_identities(path, ckpt, self.class_map, self.cfg["dataset"]["root"])
+        load_weights(self.model, ckpt["model"], path)
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            if ckpt.get("scaler"):
+                self.scaler.load_state_dict(ckpt["scaler"])
+            self.state = TrainState(**ckpt["train_state"])
+            rngs = ckpt.get("rng", {})
+            if self.info.rank in rngs:
+                set_rng_state(rngs[self.info.rank])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise PersonSearchError(
+                f"checkpoint {path}: its training state does not fit this run ({exc.__class__.__name__}: {first})"
+            ) from None
 
     def checkpoint(self, name: str) -> None:
         """Save on rank 0 (RNG states of every rank are gathered into the file)."""
@@ -317,7 +339,7 @@ class Trainer:
         t = self.cfg["train"]
         epochs = int(t["epochs"])
         if self.info.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            open_run_folder(self.run_dir, OVERWRITTEN if self.overwrite else ())  # and kill leftovers removed
             save_config(self.cfg, self.run_dir / "config.yaml")
             self._open_writer()
             setup = [f"amp {self.amp}"]

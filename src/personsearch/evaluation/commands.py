@@ -6,14 +6,16 @@ import argparse
 import json
 from pathlib import Path
 
+from personsearch.argtypes import gallery_size, probability
+
 
 def _gallery_size(text: str) -> int | str:
     if text.lower() in ("all", "sweep"):
         return "all"
     try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, -1 (full set) or 'all', got {text!r}") from None
+        return gallery_size(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, -1 (full set) or 'all', got {text!r}") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,9 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cross-camera", action="store_true", help="PRW: drop the query camera's frames")
     p.add_argument(
         "--det-thresh",
-        type=float,
+        type=probability,
         default=0.5,
-        help="detections scoring below this are ignored, for search and detection metrics (default 0.5)",
+        help="detections scoring below this are ignored, for search and detection metrics (in [0, 1], default 0.5)",
     )
     p.add_argument("--cbgm", action="store_true", help="re-score with CBGM (needs query_det_* arrays)")
     p.add_argument("--json", type=Path, metavar="OUT.json", help="write the metrics as JSON")
@@ -47,8 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    from personsearch.outputs import write_text
+
+    write_text(path, json.dumps(payload, indent=2) + "\n", "JSON file")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -59,7 +62,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from personsearch.evaluation.core import evaluate, evaluate_sweep
     from personsearch.evaluation.report import format_metrics, format_sweep
     from personsearch.evaluation.results import load_results
+    from personsearch.outputs import check_output_file, write_text
 
+    check_output_file(args.json, "--json")
+    check_output_file(args.per_query, "--per-query")
     start = time.perf_counter()
     data = load_dataset(args.dataset, args.root)
     results = load_results(args.results, data)
@@ -89,10 +95,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         details = metrics.pop("per_query", None)
         print(format_metrics(metrics))
         if args.per_query is not None and details is not None:
-            args.per_query.parent.mkdir(parents=True, exist_ok=True)
-            with open(args.per_query, "w") as handle:
-                for row in details:
-                    handle.write(json.dumps(row) + "\n")
+            lines = "".join(json.dumps(row) + "\n" for row in details)
+            write_text(args.per_query, lines, "per-query file")
     metrics["seconds"] = round(time.perf_counter() - start, 3)
     if args.json is not None:
         _write_json(args.json, metrics)

@@ -32,9 +32,8 @@ it decides ties). Other arrays in the archive are ignored.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,19 +134,16 @@ def make_results(
 
 
 def save_results(path: str | Path, results: SearchResults) -> Path:
-    """Write ``results`` to ``path`` (``.npz``, atomically). Returns the path written."""
+    """Write ``results`` to ``path`` (``.npz``, atomically: a kill leaves the previous file; leftovers of
+    killed writes are removed; a failed write is a one-line :class:`ResultsError`). Returns the path."""
+    from personsearch.outputs import atomic_write
+
     validate_schema(results)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    arrays = results.arrays()
     try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **results.arrays())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+        return atomic_write(path, lambda handle: np.savez(handle, **arrays), what="results file")
+    except PersonSearchError as exc:
+        raise ResultsError(str(exc)) from None
 
 
 def load_results(path: str | Path, data=None) -> SearchResults:
@@ -155,6 +151,7 @@ def load_results(path: str | Path, data=None) -> SearchResults:
     path = Path(path)
     if not path.is_file():
         raise ResultsError(f"results file {path} does not exist")
+    _check_npz_magic(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             files = set(archive.files)
@@ -166,7 +163,7 @@ def load_results(path: str | Path, data=None) -> SearchResults:
         raise
     except ValueError as exc:
         raise ResultsError(f"{path}: unreadable results file (no object arrays allowed: {exc})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as exc:
         raise ResultsError(f"{path}: not a readable .npz results file ({exc})") from None
     present = [k for k in CBGM_ARRAYS if k in arrays]
     if present and len(present) != len(CBGM_ARRAYS):
@@ -181,6 +178,24 @@ def load_results(path: str | Path, data=None) -> SearchResults:
     if data is not None:
         validate_against(results, data)
     return results
+
+
+#: The first bytes of a zip archive (an ``.npz`` is one; ``PK\\x05\\x06``: an empty one).
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _check_npz_magic(path: Path) -> None:
+    """A ResultsError unless ``path`` starts like a zip archive (``np.load`` would read a ``.npy`` array or a
+    pickle instead of failing)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(6)
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read results file ({exc.strerror or exc})") from None
+    if head[:4] in _ZIP_MAGIC:
+        return
+    what = "a .npy array" if head == b"\x93NUMPY" else ("empty" if not head else "not a zip archive")
+    raise ResultsError(f"{path}: not a .npz results file ({what}; write one with personsearch infer)")
 
 
 def _fail(results: SearchResults, message: str) -> None:

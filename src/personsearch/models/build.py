@@ -6,6 +6,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from torch import nn
 from torchvision.models.detection.rpn import AnchorGenerator, RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import RoIAlign
@@ -54,12 +55,14 @@ DEFAULT_MODEL_CONFIG: dict[str, dict[str, Any]] = {
         "detections_per_img": 300,
     },
     "reid": {
+        "feature": "res4",
+        "roi_output_size": None,
         "embedding_dim": 256,
         "pooling": "avg",
         "train_on_proposals": True,
         "score_weighted_embeddings": False,
     },
-    "oim": {"scalar": 30.0, "momentum": 0.5, "queue_size": 5000},
+    "oim": {"scalar": 30.0, "momentum": 0.5, "queue_size": 5000, "lut_init": "zeros", "classifier_weight": 0.0},
 }
 
 #: One line per key, for documentation and ``--help`` style listings.
@@ -94,6 +97,9 @@ CONFIG_DOC: dict[str, str] = {
     "box_head.score_thresh": "inference: keep detections with person score >= this",
     "box_head.nms_thresh": "inference: NMS IoU threshold of the detections",
     "box_head.detections_per_img": "inference: at most this many detections per image",
+    "reid.feature": "res4 (RoIAlign on the stride-16 trunk output, own res5) | res3 (on the stride-8 map "
+    "before the trunk's last stage, own copies of res4 and res5: twice the resolution for small people)",
+    "reid.roi_output_size": "Re-ID RoIAlign output size; null = roi.output_size x 16 / the feature's stride",
     "reid.embedding_dim": "Re-ID embedding size (L2-normalised)",
     "reid.pooling": "avg | max | avgmax global pooling after res5",
     "reid.train_on_proposals": "OIM also on sampled foreground proposals (labelled with their GT identity)",
@@ -101,6 +107,8 @@ CONFIG_DOC: dict[str, str] = {
     "oim.scalar": "OIM logit scale",
     "oim.momentum": "LUT update lut[y] = normalize(m * lut[y] + (1 - m) * f)",
     "oim.queue_size": "circular queue of unlabelled features (CUHK-SYSU 5000, PRW 500)",
+    "oim.lut_init": "zeros (reference OIM) | random (random unit rows: a full-rank target from the start)",
+    "oim.classifier_weight": "weight of an extra learnable cosine classifier over the labelled identities (0 = off)",
 }
 
 
@@ -142,8 +150,22 @@ def _rpn(c: dict[str, Any], in_channels: int) -> RegionProposalNetwork:
     )
 
 
-def _roi_align(c: dict[str, Any], stride: int) -> RoIAlign:
-    return RoIAlign(int(c["output_size"]), 1.0 / stride, int(c["sampling_ratio"]))
+def _roi_align(c: dict[str, Any], stride: int, output_size: int | None = None) -> RoIAlign:
+    return RoIAlign(int(output_size or c["output_size"]), 1.0 / stride, int(c["sampling_ratio"]))
+
+
+def _reid_branch(c: dict[str, Any], parts) -> tuple[RoIAlign, ReIDHead]:
+    """The Re-ID RoIAlign and head: pooled from res4 (stride 16, own res5) or res3 (stride 8, own res4 + res5)."""
+    r = c["reid"]
+    if r["feature"] == "res4":
+        stride, layers = parts.stride, parts.res5_copy()
+    elif r["feature"] == "res3":
+        stride, layers = parts.stride // 2, nn.Sequential(copy.deepcopy(parts.trunk[-1]), *parts.res5_copy())
+    else:
+        raise ConfigError(f"model.reid.feature must be res4 or res3, got {r['feature']!r}")
+    size = r["roi_output_size"] or int(c["roi"]["output_size"]) * parts.stride // stride
+    head = ReIDHead(layers, parts.res5_channels, r["embedding_dim"], r["pooling"])
+    return _roi_align(c["roi"], stride, size), head
 
 
 def build_model(cfg: Mapping[str, Any] | None, num_classes: int) -> PersonSearchModel:
@@ -166,16 +188,25 @@ def build_model(cfg: Mapping[str, Any] | None, num_classes: int) -> PersonSearch
         h["detections_per_img"],
     )
     r, o = c["reid"], c["oim"]
-    reid_head = ReIDHead(parts.res5_copy(), parts.res5_channels, r["embedding_dim"], r["pooling"])
-    oim = OIMLoss(r["embedding_dim"], num_classes, o["queue_size"], o["scalar"], o["momentum"])
+    reid_roi_align, reid_head = _reid_branch(c, parts)
+    oim = OIMLoss(
+        r["embedding_dim"],
+        num_classes,
+        o["queue_size"],
+        o["scalar"],
+        o["momentum"],
+        o["lut_init"],
+        float(o["classifier_weight"]),
+    )
     return PersonSearchModel(
         _transform(c["transform"]),
         parts.trunk,
         _rpn(c["rpn"], parts.trunk_channels),
         roi_heads,
-        _roi_align(c["roi"], parts.stride),
+        reid_roi_align,
         reid_head,
         oim,
         reid_on_proposals=bool(r["train_on_proposals"]),
         score_weighted_embeddings=bool(r["score_weighted_embeddings"]),
+        reid_feature=r["feature"],
     )

@@ -15,6 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 UNLABELLED = -1
+#: How the lookup table starts. ``zeros`` (the reference OIM): no gradient until rows are written, and then
+#: only within the span of the stored features, so an embedding that starts collapsed (random weights) stays
+#: in a few directions. ``random``: random unit rows, a full-rank target from the first iteration.
+LUT_INITS = ("zeros", "random")
 
 
 def _distributed_world() -> int:
@@ -69,6 +73,8 @@ class OIMLoss(nn.Module):
         queue_size: int = 5000,
         scalar: float = 30.0,
         momentum: float = 0.5,
+        lut_init: str = "zeros",
+        classifier_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -80,14 +86,25 @@ class OIMLoss(nn.Module):
         self.queue_size = queue_size
         self.scalar = float(scalar)
         self.momentum = float(momentum)
-        self.register_buffer("lut", torch.zeros(num_classes, num_features))
+        if lut_init not in LUT_INITS:
+            raise ValueError(f"lut_init must be one of {LUT_INITS}, got {lut_init!r}")
+        self.classifier_weight = float(classifier_weight)
+        lut = torch.zeros(num_classes, num_features)
+        if lut_init == "random":  # full-rank memory from the start (see LUT_INITS)
+            lut = F.normalize(torch.randn(num_classes, num_features), dim=1)
+        self.register_buffer("lut", lut)
+        # Optional learnable cosine classifier over the labelled identities (see ``forward``).
+        self.classifier = (
+            nn.Parameter(F.normalize(torch.randn(num_classes, num_features), dim=1)) if classifier_weight > 0 else None
+        )
         self.register_buffer("cq", torch.zeros(queue_size, num_features))
         self.register_buffer("cq_ptr", torch.zeros((), dtype=torch.long))
 
     def extra_repr(self) -> str:
         return (
             f"num_features={self.num_features}, num_classes={self.num_classes}, "
-            f"queue_size={self.queue_size}, scalar={self.scalar}, momentum={self.momentum}"
+            f"queue_size={self.queue_size}, scalar={self.scalar}, momentum={self.momentum}, "
+            f"classifier_weight={self.classifier_weight}"
         )
 
     def logits(self, features: Tensor) -> Tensor:
@@ -103,7 +120,8 @@ class OIMLoss(nn.Module):
             return F.softmax(self.scalar * features.float() @ lut.t(), dim=1)
 
     def forward(self, features: Tensor, labels: Tensor, update: bool | None = None) -> Tensor:
-        """Cross-entropy over [LUT; CQ] logits, ignoring unlabelled targets; then update the memory.
+        """Cross-entropy over [LUT; CQ] logits, ignoring unlabelled targets (plus ``classifier_weight`` x the
+        cross-entropy of the learnable cosine classifier, when enabled); then update the memory.
 
         ``update`` defaults to ``self.training``. When every target is unlabelled (or there are no
         rows) the loss is a zero that still belongs to the graph, so ``backward`` works.
@@ -111,6 +129,13 @@ class OIMLoss(nn.Module):
         labels = labels.to(device=features.device, dtype=torch.long)
         logits = self.logits(features)
         loss = _labelled_cross_entropy(logits, labels)
+        if self.classifier is not None:
+            # The OIM gradient lies in the span of the memory (past features); a learnable classifier's does
+            # not, which lets an embedding that starts in a few directions spread out.
+            with torch.autocast(device_type=features.device.type, enabled=False):
+                weights = F.normalize(self.classifier.float(), dim=1)
+                class_logits = self.scalar * features.float() @ weights.t()
+            loss = loss + self.classifier_weight * _labelled_cross_entropy(class_logits, labels)
         if self.training if update is None else update:
             self.update_memory(features, labels)
         return loss

@@ -17,6 +17,8 @@ from .oim import OIMLoss
 from .roi_heads import PersonDetectionRoIHeads, SampledProposals
 
 FEATURE_NAME = "feat_res4"
+#: Feature maps the Re-ID head can pool from: the trunk's output (stride 16) or its layer2 (stride 8).
+REID_FEATURES = ("res4", "res3")
 
 
 @dataclass
@@ -45,6 +47,17 @@ def check_targets(targets: list[dict[str, Tensor]]) -> None:
             raise ValueError(f"target {i}: degenerate box {boxes[bad][0].tolist()} (need x2 > x1, y2 > y1)")
 
 
+def check_finite_boxes(boxes: list[Tensor]) -> None:
+    """A ValueError naming the first box with a NaN or infinite coordinate (any shape [n, 4] per image)."""
+    for i, b in enumerate(boxes):
+        if b.dim() != 2 or b.shape[-1] != 4:
+            raise ValueError(f"boxes of image {i} must be [n, 4] (x1, y1, x2, y2), got shape {tuple(b.shape)}")
+    bad = [~torch.isfinite(b).all(dim=1) for b in boxes]
+    if bool(torch.cat(bad).any()):
+        i = next(i for i, m in enumerate(bad) if bool(m.any()))
+        raise ValueError(f"box {boxes[i][bad[i]][0].tolist()} of image {i} has a NaN or infinite coordinate")
+
+
 class PersonSearchModel(nn.Module):
     """End-to-end person search (torchvision GeneralizedRCNN style).
 
@@ -71,8 +84,12 @@ class PersonSearchModel(nn.Module):
         oim: OIMLoss,
         reid_on_proposals: bool = True,
         score_weighted_embeddings: bool = False,
+        reid_feature: str = "res4",
     ) -> None:
         super().__init__()
+        if reid_feature not in REID_FEATURES:
+            raise ValueError(f"reid_feature must be one of {REID_FEATURES}, got {reid_feature!r}")
+        self.reid_feature = reid_feature
         self.transform = transform
         self.backbone = backbone
         self.rpn = rpn
@@ -84,22 +101,28 @@ class PersonSearchModel(nn.Module):
         self.score_weighted_embeddings = score_weighted_embeddings
 
     # ---- shared pieces -------------------------------------------------------------------------
-    def features(self, images: ImageList) -> Tensor:
-        """The stride-16 backbone feature map of a batched ImageList."""
-        return self.backbone(images.tensors)
+    def features(self, images: ImageList) -> dict[str, Tensor]:
+        """Backbone feature maps of a batched ImageList: ``res4`` (stride 16, for the RPN and the detection
+        head) and, when the Re-ID head pools from it, ``res3`` (stride 8, the trunk before its last stage)."""
+        if self.reid_feature == "res4":
+            return {"res4": self.backbone(images.tensors)}
+        res3 = self.backbone[:-1](images.tensors)
+        return {"res3": res3, "res4": self.backbone[-1](res3)}
 
-    def reid_embeddings(self, features: Tensor, boxes: list[Tensor]) -> Tensor:
+    def reid_embeddings(self, features: dict[str, Tensor], boxes: list[Tensor]) -> Tensor:
         """RoIAlign + Re-ID head for ``boxes`` (per image, resized-image pixels) -> [N, D]."""
+        fmap = features[self.reid_feature]
         if sum(len(b) for b in boxes) == 0:
-            return features.new_zeros((0, self.reid_head.embedding_dim))
-        return self.reid_head(self.reid_roi_align(features, [self._roi_boxes(b, features) for b in boxes]))
+            return fmap.new_zeros((0, self.reid_head.embedding_dim))
+        check_finite_boxes(boxes)  # roi_align crashes the process (SIGSEGV) on NaN or inf coordinates
+        return self.reid_head(self.reid_roi_align(fmap, [self._roi_boxes(b, fmap) for b in boxes]))
 
     @staticmethod
     def _roi_boxes(boxes: Tensor, features: Tensor) -> Tensor:
         # Under autocast roi_align casts to fp32 itself; only a fully half model needs half boxes.
         return boxes.float() if torch.is_autocast_enabled(features.device.type) else boxes.to(features.dtype)
 
-    def reid_outputs(self, features: Tensor, boxes: list[Tensor]) -> ReIDOutput:
+    def reid_outputs(self, features: dict[str, Tensor], boxes: list[Tensor]) -> ReIDOutput:
         """Embeddings and OIM class probabilities of given boxes (hook for distillation)."""
         embeddings = self.reid_embeddings(features, boxes)
         return ReIDOutput(embeddings, self.oim.class_probabilities(embeddings), [len(b) for b in boxes])
@@ -146,8 +169,9 @@ class PersonSearchModel(nn.Module):
         image_list, resized = self.transform(images, targets)
         assert resized is not None
         features = self.features(image_list)
-        proposals, rpn_losses = self.rpn(image_list, OrderedDict([(FEATURE_NAME, features)]), resized)
-        _, det_losses, sample = self.roi_heads(features, proposals, image_list.image_sizes, resized)
+        res4 = features["res4"]
+        proposals, rpn_losses = self.rpn(image_list, OrderedDict([(FEATURE_NAME, res4)]), resized)
+        _, det_losses, sample = self.roi_heads(res4, proposals, image_list.image_sizes, resized)
         assert sample is not None
         reid_boxes, reid_labels, gt_counts = self._reid_training_boxes(resized, sample)
         embeddings = self.reid_embeddings(features, reid_boxes)
@@ -198,8 +222,9 @@ class PersonSearchModel(nn.Module):
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         image_list, _ = self.transform(images, None)
         features = self.features(image_list)
-        proposals, _ = self.rpn(image_list, OrderedDict([(FEATURE_NAME, features)]))
-        detections, _, _ = self.roi_heads(features, proposals, image_list.image_sizes)
+        res4 = features["res4"]
+        proposals, _ = self.rpn(image_list, OrderedDict([(FEATURE_NAME, res4)]))
+        detections, _, _ = self.roi_heads(res4, proposals, image_list.image_sizes)
         embeddings = self.reid_embeddings(features, [d["boxes"] for d in detections])
         for det, emb in zip(detections, embeddings.split([len(d["boxes"]) for d in detections])):
             det["embeddings"] = emb * det["scores"][:, None] if self.score_weighted_embeddings else emb
@@ -209,6 +234,7 @@ class PersonSearchModel(nn.Module):
     def extract_query_features(self, images: list[Tensor], boxes: list[Tensor]) -> list[Tensor]:
         """L2-normalised embeddings [n, D] of given boxes (input pixels), one tensor per image (eval mode)."""
         self._require_eval("extract_query_features")
+        check_finite_boxes(boxes)
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         image_list, _ = self.transform(images, None)
         resized = self.resize_boxes_to(boxes, original_sizes, image_list.image_sizes)

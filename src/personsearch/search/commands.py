@@ -6,27 +6,54 @@ import argparse
 import json
 from pathlib import Path
 
+from personsearch.argtypes import device as device_name
+from personsearch.argtypes import gallery_size, non_negative_int, positive_int, probability, seed
 from personsearch.data import DATASETS
 
 
 def _box(text: str) -> list[float]:
+    """Four numbers ``x1,y1,x2,y2``; whether they make a box in the image is checked by :func:`check_box`."""
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) != 4 or values[2] <= values[0] or values[3] <= values[1]:
-        raise argparse.ArgumentTypeError(f"expected x1,y1,x2,y2 with x2 > x1 and y2 > y1, got {text!r}")
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"expected four numbers x1,y1,x2,y2 (pixels), got {text!r}")
     return values
+
+
+def check_box(box: list[float], image: Path, size: tuple[int, int]) -> list[float]:
+    """``box`` clipped to the image (``size`` = width, height); a PersonSearchError naming the box and the
+    image size when it has a NaN or infinite coordinate, no positive width and height, or nothing left
+    inside the image."""
+    import math
+
+    from personsearch.errors import PersonSearchError
+
+    width, height = size
+    where = f"--box {','.join(f'{v:g}' for v in box)} in {image} ({width}x{height} pixels)"
+    if not all(math.isfinite(v) for v in box):
+        raise PersonSearchError(f"{where}: every coordinate must be a finite number")
+    x1, y1, x2, y2 = box
+    if x2 <= x1 or y2 <= y1:
+        raise PersonSearchError(f"{where}: need x2 > x1 and y2 > y1 (a box of positive width and height)")
+    clipped = [min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width)]
+    clipped.append(min(max(y2, 0.0), height))
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        raise PersonSearchError(f"{where}: the box lies outside the image")
+    return clipped
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, choices=DATASETS, help="dataset format")
     p.add_argument("--root", required=True, type=Path, help="dataset root folder")
-    p.add_argument("--det-thresh", type=float, default=0.5, help="ignore detections scoring below (default 0.5)")
-    p.add_argument("--top", type=int, default=10, help="hits to show (default 10)")
+    p.add_argument(
+        "--det-thresh", type=probability, default=0.5, help="ignore detections scoring below, in [0, 1] (default 0.5)"
+    )
+    p.add_argument("--top", type=positive_int, default=10, help="hits to show (default 10)")
     p.add_argument(
         "--gallery-size",
-        type=int,
+        type=gallery_size,
         default=-1,
         help="CUHK-SYSU: search the query's TestG{N} gallery; -1 (default): the whole gallery",
     )
@@ -51,10 +78,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="R.npz",
         help="results file of the model (personsearch infer); without it, inference runs first",
     )
-    p.add_argument("--query", type=int, default=0, help="query index in the dataset's query order (default 0)")
+    p.add_argument(
+        "--query", type=non_negative_int, default=0, help="query index in the dataset's query order (default 0)"
+    )
     p.add_argument("--image", type=Path, help="an arbitrary query image (with --box)")
-    p.add_argument("--box", type=_box, metavar="x1,y1,x2,y2", help="the query box in --image (pixels)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (for the model; default auto)")
+    p.add_argument(
+        "--box", type=_box, metavar="x1,y1,x2,y2", help="the query box in --image (pixels; clipped to the image)"
+    )
+    p.add_argument(
+        "--device", type=device_name, default="auto", help="auto | cpu | cuda | cuda:N (for the model; default auto)"
+    )
     p.add_argument("--json", type=Path, metavar="HITS.json", help="also write the ranked hits as JSON")
     p.set_defaults(handler=run_search)
 
@@ -66,15 +99,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _common(d)
     d.add_argument("--results", type=Path, required=True, metavar="R.npz", help="results file (personsearch infer)")
-    d.add_argument("--seed", type=int, default=0, help="seed of the random embeddings (default 0)")
+    d.add_argument("--seed", type=seed, default=0, help="seed of the random embeddings (default 0)")
     d.add_argument(
         "--query",
-        type=int,
+        type=_query_or_auto,
         default=-1,
         help="query to draw; -1 (default): the first query whose top-1 hit is correct, else 0",
     )
     d.add_argument("--json", type=Path, metavar="REPORT.json", help="write both columns as JSON")
     d.set_defaults(handler=run_demo_report)
+
+
+def _query_or_auto(text: str) -> int:
+    if text.strip() == "-1":
+        return -1
+    try:
+        return non_negative_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a query index >= 0 or -1 (automatic), got {text!r}") from None
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    from personsearch.outputs import check_output_file
+
+    check_output_file(args.out, "--out")
+    check_output_file(args.json, "--json")
+
+
+def _draw(render, qpath, qbox, hits, gallery_paths, out: Path, title: str) -> None:
+    """``render_ranking``; a failed write of the picture (a full disk) is one line naming it."""
+    from personsearch.errors import PersonSearchError
+
+    try:
+        render(qpath, qbox, hits, gallery_paths, out, title=title)
+    except OSError as exc:
+        raise PersonSearchError(f"cannot write picture {out} ({exc.strerror or exc})") from None
 
 
 def _load(args: argparse.Namespace):
@@ -137,6 +196,11 @@ def run_search(args: argparse.Namespace) -> int:
 
     if (args.image is None) != (args.box is None):
         raise PersonSearchError("--image and --box go together")
+    if args.image is not None:
+        from personsearch.data.images import read_image_size
+
+        args.box = check_box(args.box, args.image, read_image_size(args.image))
+    _check_outputs(args)
     data = _load(args)
     index = GalleryIndex.from_results(_results(args, data), data, args.det_thresh)
     if args.image is not None:
@@ -152,12 +216,15 @@ def run_search(args: argparse.Namespace) -> int:
     whole = args.image is not None or args.gallery_size in (None, -1)
     where = "whole gallery" if whole else f"TestG{args.gallery_size}"
     title = f"{what}: top {len(hits)} in the {where} ({len(index)} detections >= {args.det_thresh} in all)"
-    render_ranking(qpath, qbox, hits, [r.path for r in data.gallery], args.out, title=title)
+    _draw(render_ranking, qpath, qbox, hits, [r.path for r in data.gallery], args.out, title)
     print(title)
     _print_hits(hits)
     print(f"picture: {args.out}")
     if args.json:
-        args.json.write_text(json.dumps({"query": what, "hits": [h.as_dict() for h in hits]}, indent=2) + "\n")
+        from personsearch.outputs import write_text
+
+        payload = {"query": what, "hits": [h.as_dict() for h in hits]}
+        write_text(args.json, json.dumps(payload, indent=2) + "\n", "JSON file")
     return 0
 
 
@@ -173,24 +240,25 @@ def _pick_query(index, args: argparse.Namespace) -> int:
 
 def run_demo_report(args: argparse.Namespace) -> int:
     from personsearch.evaluation import load_results
+    from personsearch.outputs import write_text
     from personsearch.search.compare import compare_with_random, format_comparison
     from personsearch.search.draw import render_ranking
     from personsearch.search.index import GalleryIndex
 
+    _check_outputs(args)
     data = _load(args)
     results = load_results(args.results, data)
     report = compare_with_random(data, results, args.det_thresh, args.seed)
     print(format_comparison(report))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_text(args.json, json.dumps(report, indent=2) + "\n", "JSON file")
     index = GalleryIndex.from_results(results, data, args.det_thresh)
     query = _pick_query(index, args)
     hits = index.search(query, args.top, args.gallery_size, args.cross_camera)
     q = data.queries[query]
     where = "whole gallery" if args.gallery_size in (None, -1) else f"TestG{args.gallery_size} gallery"
     title = f"query {query} ({q.name}, identity {q.pid}): top {len(hits)} in its {where}"
-    render_ranking(q.path, q.box, hits, [r.path for r in data.gallery], args.out, title=title)
+    _draw(render_ranking, q.path, q.box, hits, [r.path for r in data.gallery], args.out, title)
     print()
     print(title + " (green = the query person, red = someone else)")
     _print_hits(hits)
