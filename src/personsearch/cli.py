@@ -26,6 +26,8 @@ COMMAND_MODULES = (
     "personsearch.engine.commands",
     "personsearch.distill.commands",
     "personsearch.search.commands",
+    "personsearch.footage.index_commands",  # own footage: index build / update / info
+    "personsearch.footage.query_commands",  # own footage: query
 )
 
 
@@ -83,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
+            if not exc.name or not (module_name == exc.name or module_name.startswith(exc.name + ".")):
+                raise  # a missing dependency inside the module, not the (optional) module itself
             continue
         module.register(subparsers)
     return parser
