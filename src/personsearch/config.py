@@ -54,6 +54,14 @@ BASE_DEFAULTS: dict[str, Any] = {
         "eval_period": 0,  # epochs between test-split evaluations (0 = only at the end, -1 = never)
         "max_iters_per_epoch": 0,  # cap on iterations per epoch for quick runs (0 = the whole split)
         "tensorboard": True,
+        # multipliers of the model's training losses (1 = as is, 0 = off), e.g. for a Re-ID-only run
+        "loss_weights": {
+            "loss_rpn_objectness": 1.0,
+            "loss_rpn_box": 1.0,
+            "loss_box_cls": 1.0,
+            "loss_box_reg": 1.0,
+            "loss_oim": 1.0,
+        },
     },
     "eval": {
         "gallery_size": 100,  # CUHK-SYSU gallery size for the periodic evaluation

@@ -95,6 +95,11 @@ SCHEMA: dict[str, Rule] = {
     "train.eval_period": PERIOD,
     "train.max_iters_per_epoch": NONNEG_INT,
     "train.tensorboard": BOOL,
+    "train.loss_weights.loss_rpn_objectness": NONNEG,
+    "train.loss_weights.loss_rpn_box": NONNEG,
+    "train.loss_weights.loss_box_cls": NONNEG,
+    "train.loss_weights.loss_box_reg": NONNEG,
+    "train.loss_weights.loss_oim": NONNEG,
     # ---- eval
     "eval.gallery_size": Rule("int", low=-1, hint="-1 (the full gallery) or a positive integer"),
     "eval.det_thresh": PROB,

@@ -78,6 +78,14 @@ def _sync(handle: BinaryIO) -> None:
     os.fsync(handle.fileno())
 
 
+def make_readable(path: str | Path) -> None:
+    """Give a file made by ``tempfile.mkstemp`` (mode 0600) the mode of a newly created file (0666 less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o666 & ~mask)
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], what: str = "file") -> Path:
     """Write ``path`` through ``write(handle)`` into a temporary file next to it, then rename it over
     ``path``. Leftovers of killed earlier writes of ``path`` are removed first. A failed write (a full
@@ -91,6 +99,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], what: st
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             _sync(handle)
+        make_readable(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         kept = "the previous one is unchanged" if path.is_file() else "nothing was written"

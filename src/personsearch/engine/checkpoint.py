@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from personsearch.errors import PersonSearchError
+from personsearch.outputs import make_readable
 
 LAST = "last.pth"
 
@@ -30,6 +31,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
             torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        make_readable(tmp)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:  # torch re-raises a failed write as RuntimeError
         cause = next((e for e in _exception_chain(exc) if isinstance(e, OSError)), exc)

@@ -246,7 +246,8 @@ class Trainer:
                 losses.update(self.distiller.losses(images, targets, outputs))
                 # L = L_det + lambda (L_reid + sum beta L_kd): the KD terms come weighted by lambda already
                 losses["loss_oim"] = losses["loss_oim"] * self.distiller.settings.lam
-        loss = sum(losses.values())
+        weights = t["loss_weights"]
+        loss = sum(float(weights.get(k, 1.0)) * v for k, v in losses.items())
         if not torch.isfinite(loss):
             values = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
             raise PersonSearchError(
