@@ -199,6 +199,7 @@ SCHEMA: dict[str, Rule] = {
     "model.oim.queue_size": NONNEG_INT,
     "model.oim.lut_init": one_of("zeros", "random"),
     "model.oim.classifier_weight": NONNEG,
+    "model.oim.memory_weight": NONNEG,
 }
 
 #: ``(a, b)``: the value of key ``a`` must be <= the value of key ``b``.

@@ -62,7 +62,14 @@ DEFAULT_MODEL_CONFIG: dict[str, dict[str, Any]] = {
         "train_on_proposals": True,
         "score_weighted_embeddings": False,
     },
-    "oim": {"scalar": 30.0, "momentum": 0.5, "queue_size": 5000, "lut_init": "zeros", "classifier_weight": 0.0},
+    "oim": {
+        "scalar": 30.0,
+        "momentum": 0.5,
+        "queue_size": 5000,
+        "lut_init": "zeros",
+        "classifier_weight": 0.0,
+        "memory_weight": 1.0,
+    },
 }
 
 #: One line per key, for documentation and ``--help`` style listings.
@@ -109,6 +116,8 @@ CONFIG_DOC: dict[str, str] = {
     "oim.queue_size": "circular queue of unlabelled features (CUHK-SYSU 5000, PRW 500)",
     "oim.lut_init": "zeros (reference OIM) | random (random unit rows: a full-rank target from the start)",
     "oim.classifier_weight": "weight of an extra learnable cosine classifier over the labelled identities (0 = off)",
+    "oim.memory_weight": "weight of the OIM memory (LUT + queue) cross-entropy; 0 = the classifier alone (the LUT is "
+    "still updated for distillation's class probabilities)",
 }
 
 
@@ -197,6 +206,7 @@ def build_model(cfg: Mapping[str, Any] | None, num_classes: int) -> PersonSearch
         o["momentum"],
         o["lut_init"],
         float(o["classifier_weight"]),
+        float(o["memory_weight"]),
     )
     return PersonSearchModel(
         _transform(c["transform"]),

@@ -75,6 +75,7 @@ class OIMLoss(nn.Module):
         momentum: float = 0.5,
         lut_init: str = "zeros",
         classifier_weight: float = 0.0,
+        memory_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -89,6 +90,9 @@ class OIMLoss(nn.Module):
         if lut_init not in LUT_INITS:
             raise ValueError(f"lut_init must be one of {LUT_INITS}, got {lut_init!r}")
         self.classifier_weight = float(classifier_weight)
+        self.memory_weight = float(memory_weight)
+        if self.memory_weight <= 0 and self.classifier_weight <= 0:
+            raise ValueError("OIM needs memory_weight > 0 or classifier_weight > 0 (no Re-ID loss otherwise)")
         lut = torch.zeros(num_classes, num_features)
         if lut_init == "random":  # full-rank memory from the start (see LUT_INITS)
             lut = F.normalize(torch.randn(num_classes, num_features), dim=1)
@@ -104,7 +108,7 @@ class OIMLoss(nn.Module):
         return (
             f"num_features={self.num_features}, num_classes={self.num_classes}, "
             f"queue_size={self.queue_size}, scalar={self.scalar}, momentum={self.momentum}, "
-            f"classifier_weight={self.classifier_weight}"
+            f"memory_weight={self.memory_weight}, classifier_weight={self.classifier_weight}"
         )
 
     def logits(self, features: Tensor) -> Tensor:
@@ -120,15 +124,15 @@ class OIMLoss(nn.Module):
             return F.softmax(self.scalar * features.float() @ lut.t(), dim=1)
 
     def forward(self, features: Tensor, labels: Tensor, update: bool | None = None) -> Tensor:
-        """Cross-entropy over [LUT; CQ] logits, ignoring unlabelled targets (plus ``classifier_weight`` x the
-        cross-entropy of the learnable cosine classifier, when enabled); then update the memory.
+        """``memory_weight`` x the cross-entropy over [LUT; CQ] logits, ignoring unlabelled targets, plus
+        ``classifier_weight`` x that of the learnable cosine classifier (when enabled); then update the memory
+        (also with ``memory_weight`` 0: the LUT still gives the class probabilities distillation uses).
 
         ``update`` defaults to ``self.training``. When every target is unlabelled (or there are no
         rows) the loss is a zero that still belongs to the graph, so ``backward`` works.
         """
         labels = labels.to(device=features.device, dtype=torch.long)
-        logits = self.logits(features)
-        loss = _labelled_cross_entropy(logits, labels)
+        loss = self.memory_weight * _labelled_cross_entropy(self.logits(features), labels)
         if self.classifier is not None:
             # The OIM gradient lies in the span of the memory (past features); a learnable classifier's does
             # not, which lets an embedding that starts in a few directions spread out.
