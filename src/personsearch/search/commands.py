@@ -25,23 +25,10 @@ def _box(text: str) -> list[float]:
 def check_box(box: list[float], image: Path, size: tuple[int, int]) -> list[float]:
     """``box`` clipped to the image (``size`` = width, height); a PersonSearchError naming the box and the
     image size when it has a NaN or infinite coordinate, no positive width and height, or nothing left
-    inside the image."""
-    import math
+    inside the image (:func:`personsearch.footage.images.check_box`)."""
+    from personsearch.footage.images import check_box as check
 
-    from personsearch.errors import PersonSearchError
-
-    width, height = size
-    where = f"--box {','.join(f'{v:g}' for v in box)} in {image} ({width}x{height} pixels)"
-    if not all(math.isfinite(v) for v in box):
-        raise PersonSearchError(f"{where}: every coordinate must be a finite number")
-    x1, y1, x2, y2 = box
-    if x2 <= x1 or y2 <= y1:
-        raise PersonSearchError(f"{where}: need x2 > x1 and y2 > y1 (a box of positive width and height)")
-    clipped = [min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width)]
-    clipped.append(min(max(y2, 0.0), height))
-    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-        raise PersonSearchError(f"{where}: the box lies outside the image")
-    return clipped
+    return check(box, image, size, "--box")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -150,28 +137,21 @@ def _results(args: argparse.Namespace, data):
         return load_results(args.results, data)
     if not args.checkpoint:
         raise PersonSearchError("give --results (a results file) or --checkpoint (to run inference first)")
-    from personsearch.engine.commands import load_trained_model
     from personsearch.engine.inference import run_inference
+    from personsearch.engine.loading import load_trained_model
 
     model, _, device = load_trained_model(args.checkpoint, args.device)
     return make_results(**run_inference(model, data, device, progress=True))
 
 
 def _embed_box(args: argparse.Namespace, expected_dim: int):
-    """The model's query embedding of ``--box`` in ``--image``."""
-    import torch
-
-    from personsearch.data.images import load_image
-    from personsearch.data.torch_dataset import image_to_tensor
-    from personsearch.engine.commands import load_trained_model
+    """The model's query embedding of ``--box`` in ``--image`` (:meth:`personsearch.Searcher.embed`)."""
     from personsearch.errors import PersonSearchError
+    from personsearch.footage.searcher import Searcher
 
     if not args.checkpoint:
         raise PersonSearchError("--image/--box needs --checkpoint (the model that embeds the box)")
-    model, _, device = load_trained_model(args.checkpoint, args.device)
-    image = image_to_tensor(load_image(args.image)).to(device)
-    box = torch.tensor([args.box], dtype=torch.float32, device=device)
-    feature = model.extract_query_features([image], [box])[0][0].float().cpu().numpy()
+    feature = Searcher.from_checkpoint(args.checkpoint, args.device).embed(args.image, [args.box])[0]
     if feature.shape[0] != expected_dim:
         raise PersonSearchError(
             f"the model's embedding has {feature.shape[0]} dimensions but the results' "

@@ -24,7 +24,8 @@ CAPTION_H = 38
 PAD = 6
 
 
-def _font(size: int = 13) -> ImageFont.ImageFont:
+def font(size: int = 13) -> ImageFont.ImageFont:
+    """Pillow's default font at ``size`` (a fixed-size bitmap font on Pillow < 10.1)."""
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: fixed-size bitmap font
@@ -48,10 +49,32 @@ def context_crop(image: Image.Image, box: Sequence[float], margin: float = 0.35)
     return image.crop((left, top, right, bottom)), np.array([x1 - left, y1 - top, x2 - left, y2 - top])
 
 
-def _fit(image: Image.Image, box: np.ndarray, height: int, max_width: int) -> tuple[Image.Image, np.ndarray]:
+def fit(image: Image.Image, box: np.ndarray, height: int, max_width: int) -> tuple[Image.Image, np.ndarray]:
+    """``image`` scaled to fit ``max_width`` x ``height`` (aspect kept), and ``box`` scaled with it."""
     scale = min(height / image.height, max_width / image.width)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     return image.resize(size, Image.Resampling.BILINEAR), box * scale
+
+
+def draw_box(
+    draw: ImageDraw.ImageDraw,
+    box: Sequence[float],
+    colour: tuple[int, int, int],
+    width: int = 3,
+    label: str | None = None,
+    label_size: int = 13,
+) -> None:
+    """Outline ``box`` (``x1 y1 x2 y2``) in ``colour``; ``label`` is written white on a ``colour`` patch
+    above the box's top-left corner (inside the box when there is no room above)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
+    if label:
+        face = font(label_size)
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=face)
+        w, h = right - left + 6, bottom - top + 4
+        ty = y1 - h if y1 - h >= 0 else y1
+        draw.rectangle([x1, ty, x1 + w, ty + h], fill=colour)
+        draw.text((x1 + 3 - left, ty + 2 - top), label, fill=(255, 255, 255), font=face)
 
 
 def panel(
@@ -68,16 +91,15 @@ def panel(
         image, local = context_crop(image, box)
     else:
         local = np.asarray(box, dtype=np.float64)
-    image, local = _fit(image, local, height, width)
+    image, local = fit(image, local, height, width)
     tile = Image.new("RGB", (width, height + CAPTION_H), BACKGROUND)
     ox = (width - image.width) // 2
     tile.paste(image, (ox, 0))
     draw = ImageDraw.Draw(tile)
-    x1, y1, x2, y2 = local.tolist()
-    draw.rectangle([ox + x1, y1, ox + x2, y2], outline=colour, width=3)
-    font = _font()
+    draw_box(draw, local + np.array([ox, 0, ox, 0]), colour)
+    caption = font()
     for i, text in enumerate(lines[:2]):
-        draw.text((4, height + 2 + 16 * i), text, fill=colour if i == 0 else (40, 40, 40), font=font)
+        draw.text((4, height + 2 + 16 * i), text, fill=colour if i == 0 else (40, 40, 40), font=caption)
     draw.rectangle([0, 0, width - 1, height + CAPTION_H - 1], outline=colour, width=2)
     return tile
 
@@ -115,11 +137,12 @@ def render_ranking(
         mark = {True: "correct", False: "wrong", None: ""}[hit.correct]
         lines = [f"#{hit.rank} sim {hit.similarity:.3f} {mark}", hit.name]
         tiles.append(panel(cache[hit.image], hit.box, colour_of(hit.correct), lines, tile_height, tile_width))
-    return _compose(tiles, out, title, per_row + 1)
+    return _save(compose_tiles(tiles, title, per_row + 1), out)
 
 
-def _compose(tiles: list[Image.Image], out: Path, title: str, per_row: int) -> Path:
-    """Lay tiles out left to right, wrapping rows, under a title line."""
+def compose_tiles(tiles: list[Image.Image], title: str, per_row: int) -> Image.Image:
+    """Lay tiles out left to right, wrapping rows (``per_row`` units of the narrowest tile's width), under
+    a title line."""
     rows: list[list[Image.Image]] = [[]]
     units = 0
     unit = min(t.width for t in tiles)
@@ -136,7 +159,7 @@ def _compose(tiles: list[Image.Image], out: Path, title: str, per_row: int) -> P
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     if title:
-        draw.text((PAD, 5), title, fill=(0, 0, 0), font=_font(15))
+        draw.text((PAD, 5), title, fill=(0, 0, 0), font=font(15))
     y = title_h + PAD
     for row in rows:
         x = PAD
@@ -144,6 +167,10 @@ def _compose(tiles: list[Image.Image], out: Path, title: str, per_row: int) -> P
             canvas.paste(tile, (x, y))
             x += tile.width + PAD
         y += max(t.height for t in row) + PAD
+    return canvas
+
+
+def _save(canvas: Image.Image, out: Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out, format="PNG")
