@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "personsearch.search.commands",
     "personsearch.footage.index_commands",  # own footage: index build / update / info
     "personsearch.footage.query_commands",  # own footage: query
+    "personsearch.serve.commands",
+    "personsearch.export.commands",
 )
 
 

@@ -47,6 +47,13 @@ def _model_options(p: argparse.ArgumentParser, update: bool) -> None:
         help="auto | cpu | cuda | cuda:N (default auto; torchrun: per rank)",
     )
     p.add_argument(
+        "--backend",
+        choices=["torch", "onnxruntime"],
+        default="torch",
+        help="torch (default) | onnxruntime: run the model exported by personsearch export; --checkpoint is then "
+        "its folder (same model_id as the checkpoint, so either backend queries an index built by the other)",
+    )
+    p.add_argument(
         "--index-type",
         choices=INDEX_TYPES,
         default=None,
@@ -136,7 +143,7 @@ def _build(args: argparse.Namespace, out: Path, sources: list[str], checkpoint: 
         info = init_distributed("cuda" if use_cuda else "cpu")
         if use_cuda:
             device = f"cuda:{info.local_rank}"
-    searcher = Searcher.from_checkpoint(checkpoint, device, det_thresh=det)
+    searcher = Searcher.from_checkpoint(checkpoint, device, det_thresh=det, backend=args.backend)
     summary = build_index(
         searcher,
         out,
@@ -181,7 +188,7 @@ def run_update(args: argparse.Namespace) -> int:
         if not meta.get("checkpoint"):
             raise PersonSearchError(f"index {args.index} records no checkpoint; give --checkpoint")
         checkpoint = Path(meta["checkpoint"])
-        if not checkpoint.is_file():
+        if not checkpoint.exists():  # a checkpoint file, or an exported model's folder
             raise PersonSearchError(
                 f"index {args.index} was built with checkpoint {checkpoint}, which does not exist; give --checkpoint"
             )

@@ -121,7 +121,7 @@ def resolve_checkpoint(index: GalleryIndex, index_path: str | os.PathLike[str], 
         checkpoint = index.checkpoint
         if not checkpoint:
             raise PersonSearchError(f"index {index_path} records no checkpoint; give --checkpoint")
-        if not Path(checkpoint).is_file():
+        if not Path(checkpoint).exists():  # a checkpoint file, or an exported model's folder
             raise PersonSearchError(
                 f"index {index_path} was built with checkpoint {checkpoint}, which does not exist; give --checkpoint"
             )
@@ -186,6 +186,7 @@ def run_query(
     crop: Path | None = None,
     checkpoint: str | None = None,
     device: str = "auto",
+    backend: str = "torch",
     det_thresh: float | None = None,
     top_k: int = 20,
     sources: Sequence[str] | None = None,
@@ -228,7 +229,7 @@ def run_query(
         if det_thresh is None:  # the threshold the index was built with
             recorded = index.info().get("det_thresh")
             det_thresh = 0.5 if recorded is None else float(recorded)
-        searcher = Searcher.from_checkpoint(checkpoint, device, det_thresh=det_thresh)
+        searcher = Searcher.from_checkpoint(checkpoint, device, det_thresh=det_thresh, backend=backend)
         if pick is not None:
             found = people(searcher, array)
             if listing:

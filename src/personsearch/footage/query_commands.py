@@ -73,6 +73,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", type=device_name, default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument(
+        "--backend",
+        choices=["torch", "onnxruntime"],
+        default="torch",
+        help="torch (default) | onnxruntime: run the model exported by personsearch export; --checkpoint is then "
+        "its folder (same model_id as the checkpoint, so either backend queries an index built by the other)",
+    )
+    p.add_argument(
         "--det-thresh",
         type=probability,
         help="--pick: lowest detection score in [0, 1] (default: the index's, else 0.5)",
@@ -119,6 +126,7 @@ def run_query(args: argparse.Namespace) -> int:
         crop=args.crop,
         checkpoint=args.checkpoint,
         device=args.device,
+        backend=args.backend,
         det_thresh=args.det_thresh,
         top_k=args.top_k,
         sources=args.source,

@@ -35,8 +35,16 @@ __all__ = ["Detections", "Searcher", "checkpoint_id"]
 
 
 def checkpoint_id(path: str | Path) -> str:
-    """The model id of a checkpoint: the SHA-256 (hex) of the file's bytes, read in 1 MiB chunks."""
+    """The model id of a checkpoint: the SHA-256 (hex) of the file's bytes, read in 1 MiB chunks. For a model
+    exported by ``personsearch export`` (its folder or ``model.json``): the id recorded there, which is its
+    checkpoint's, so an index built with one backend is queried with the other."""
     path = Path(path)
+    if path.is_dir() or path.name == "model.json":
+        from personsearch.export.runtime import export_meta
+
+        meta = export_meta(path)
+        if meta is not None:
+            return str(meta["model_id"])
     digest = hashlib.sha256()
     try:
         with path.open("rb") as handle:
@@ -59,10 +67,11 @@ def _normalise(rows: np.ndarray) -> np.ndarray:
 class Searcher:
     """A trained person search model in eval mode, with its id and detection threshold.
 
-    Build one with :meth:`from_checkpoint`. ``embedding_dim`` is the size of an embedding, ``model_id``
-    the SHA-256 of the checkpoint file (an index records it, so it is never queried with another model),
-    ``device`` the torch device the model runs on and ``det_thresh`` the lowest detection score
-    :meth:`detect` keeps.
+    Build one with :meth:`from_checkpoint`, or with :meth:`from_export` on a model written by ``personsearch
+    export`` (``backend`` is then ``onnxruntime``: onnxruntime and numpy, no torch). ``embedding_dim`` is the
+    size of an embedding, ``model_id`` the SHA-256 of the checkpoint file (an index records it, so it is
+    never queried with another model), ``device`` the torch device the model runs on (``"cpu"`` for
+    onnxruntime) and ``det_thresh`` the lowest detection score :meth:`detect` keeps.
     """
 
     def __init__(
@@ -74,15 +83,21 @@ class Searcher:
         checkpoint: str | Path | None = None,
         config: dict[str, Any] | None = None,
     ) -> None:
-        self.model = model.eval()
+        #: ``torch`` (a PersonSearchModel) or ``onnxruntime`` (an exported model, :class:`OnnxModel`)
+        self.backend: str = getattr(model, "backend", "torch")
+        self.model = model if self.backend == "onnxruntime" else model.eval()
         self.device = device
         self.model_id = model_id
-        heads = getattr(model, "roi_heads", None)
-        self._model_score_thresh: float | None = getattr(heads, "score_thresh", None)
+        if self.backend == "onnxruntime":
+            self._model_score_thresh: float | None = model.default_score_thresh
+        else:
+            heads = getattr(model, "roi_heads", None)
+            self._model_score_thresh = getattr(heads, "score_thresh", None)
         self.det_thresh = det_thresh
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.config = config or {}
-        self.embedding_dim: int = int(model.reid_head.embedding_dim)
+        dim = model.embedding_dim if self.backend == "onnxruntime" else model.reid_head.embedding_dim
+        self.embedding_dim: int = int(dim)
 
     @property
     def det_thresh(self) -> float:
@@ -96,17 +111,50 @@ class Searcher:
             raise PersonSearchError(f"det_thresh must be in [0, 1], got {value}")
         self._det_thresh = value
         if self._model_score_thresh is not None:  # the model's own cut-off must not hide what is asked for
-            self.model.roi_heads.score_thresh = min(self._model_score_thresh, value)
+            heads = self.model if self.backend == "onnxruntime" else self.model.roi_heads
+            heads.score_thresh = min(self._model_score_thresh, value)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", det_thresh: float = 0.5) -> Searcher:
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", det_thresh: float = 0.5, backend: str = "torch"
+    ) -> Searcher:
         """Load a ``personsearch train`` checkpoint (safely: tensors and plain values only) onto ``device``
-        (``auto``: CUDA when there is one, else the CPU; ``cpu``; ``cuda``; ``cuda:N``)."""
+        (``auto``: CUDA when there is one, else the CPU; ``cpu``; ``cuda``; ``cuda:N``).
+
+        ``backend="onnxruntime"``: ``path`` is a folder written by ``personsearch export`` (see
+        :meth:`from_export`; ``device`` is then ignored, onnxruntime runs on the CPU)."""
+        if backend == "onnxruntime":
+            return cls.from_export(path, det_thresh=det_thresh)
+        if backend != "torch":
+            raise PersonSearchError(f"backend must be torch or onnxruntime, got {backend!r}")
+        if Path(path).is_dir():
+            from personsearch.export.runtime import export_meta
+
+            if export_meta(path) is not None:
+                raise PersonSearchError(f"{path} is an exported model; use it with backend onnxruntime")
         from personsearch.engine.loading import load_trained_model
 
         model_id = checkpoint_id(path)
         model, cfg, torch_device = load_trained_model(path, device)
         return cls(model, torch_device, model_id, det_thresh, checkpoint=path, config=cfg)
+
+    @classmethod
+    def from_export(cls, folder: str | Path, det_thresh: float = 0.5, threads: int | None = None) -> Searcher:
+        """A searcher on a model exported by ``personsearch export`` (the folder or its ``model.json``), run by
+        onnxruntime on the CPU with numpy: the torch model is never built. ``model_id`` is the exported
+        checkpoint's, so indexes built by either backend are queried by the other."""
+        from personsearch.export.runtime import OnnxModel, export_meta
+
+        path = Path(folder)
+        if not path.exists():
+            raise PersonSearchError(f"exported model {path} does not exist")
+        if export_meta(path) is None:
+            raise PersonSearchError(
+                f"{path} is not a folder written by personsearch export (no model.json); export a checkpoint "
+                "with: personsearch export --checkpoint C --format onnx --out DIR"
+            )
+        model = OnnxModel(path, threads=threads)
+        return cls(model, "cpu", model.model_id, det_thresh, checkpoint=path, config=model.meta)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return (
@@ -126,10 +174,12 @@ class Searcher:
         Images go through the model ``batch_size`` at a time; within a batch, images of different sizes run
         separately, so a result never depends on which other images shared its batch.
         """
-        import torch
-
         if batch_size < 1:
             raise PersonSearchError(f"batch_size must be a positive integer, got {batch_size}")
+        if self.backend == "onnxruntime":  # one image per run (the graph takes one image of any size)
+            return [self._keep(self.model.detect(to_rgb(item))) for item in as_image_list(images)]
+        import torch
+
         items = as_image_list(images)
         results: list[Detections] = []
         dim = self.embedding_dim
@@ -151,6 +201,13 @@ class Searcher:
             results.extend(d for d in batch if d is not None)
         return results
 
+    def _keep(self, out: dict[str, np.ndarray]) -> Detections:
+        """Detections of the onnxruntime backend scoring at least ``det_thresh`` (as :meth:`detect`)."""
+        keep = out["scores"] >= self.det_thresh
+        boxes = out["boxes"][keep].astype(np.float32).reshape(-1, 4)
+        emb = out["embeddings"][keep].astype(np.float32).reshape(-1, self.embedding_dim)
+        return Detections(boxes, out["scores"][keep].astype(np.float32).reshape(-1), _normalise(emb))
+
     def embed(self, image: ImageLike, boxes: Sequence[float] | Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
         """L2-normalised embeddings ``[n, D]`` (``float32``) of the people in the given boxes of ``image``
         (``x1 y1 x2 y2`` in pixels; one box or ``n`` of them), by the model's query-box embedder.
@@ -158,8 +215,6 @@ class Searcher:
         Each box is clipped to the image; a box with a NaN or infinite coordinate, no positive size or
         nothing inside the image is a :class:`PersonSearchError` naming it and the image size.
         """
-        import torch
-
         array = to_rgb(image)
         raw = np.asarray(boxes, dtype=np.float64)
         if raw.ndim == 1:
@@ -170,6 +225,10 @@ class Searcher:
             raise PersonSearchError(f"boxes for {describe(image)}: expected rows of x1,y1,x2,y2, got shape {raw.shape}")
         height, width = array.shape[:2]
         clipped = [check_box(row, describe(image), (width, height)) for row in raw]
+        if self.backend == "onnxruntime":
+            return _normalise(self.model.embed(array, np.asarray(clipped, dtype=np.float32)))
+        import torch
+
         with torch.inference_mode():
             box_tensor = torch.tensor(clipped, dtype=torch.float32, device=self.device)
             features = self.model.extract_query_features([self._tensor(array)], [box_tensor])[0]
