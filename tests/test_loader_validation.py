@@ -474,3 +474,19 @@ def test_cli_subprocess_warning_is_one_line(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if "dropped 2 boxes" in line]
     assert len(lines) == 1 and "c1s1_000001.jpg.mat (2)" in lines[0]
     assert "RuntimeWarning" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_teacher_crops_of_an_image_smaller_than_its_annotations_are_a_one_line_error(tmp_path):
+    from PIL import Image
+
+    from personsearch.distill.teacher_data import Crop, CropAugment, EvalCropSet, TeacherTrainSet
+
+    path = tmp_path / "s1.jpg"
+    Image.new("RGB", (100, 75), (120, 120, 120)).save(path)  # annotated as a 400x300 image
+    crop = Crop(path=path, image_name="s1.jpg", box=(200.0, 100.0, 260.0, 280.0), label=0)
+    with pytest.raises(DatasetError, match=r"s1\.jpg: the image is 100x75 .* does not match its annotations"):
+        TeacherTrainSet([crop], CropAugment(input_size=(32, 16)))[(0, 0, 0)]
+    with pytest.raises(DatasetError, match=r"s1\.jpg: the image is 100x75"):
+        EvalCropSet([crop], (32, 16))[0]
+    fits = Crop(path=path, image_name="s1.jpg", box=(10.0, 5.0, 40.0, 70.0), label=0)
+    assert EvalCropSet([fits], (32, 16))[0][0].shape == (3, 32, 16)

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Sampler
 from personsearch.data.annotations import ImageRecord
 from personsearch.data.images import load_image
 from personsearch.data.torch_dataset import image_to_tensor
+from personsearch.data.validation import check_boxes_fit
 
 from .sia import SIASettings, crop_resize, perturb_boxes
 
@@ -105,6 +106,13 @@ def augment_crop(image: Tensor, box: Tensor, aug: CropAugment, g: torch.Generato
     return random_erase(crop, aug, g)
 
 
+def _load_checked(crop: Crop) -> Tensor:
+    """The crop's scene image as a tensor; a one-line error when the box does not fit it (wrong image)."""
+    image = image_to_tensor(load_image(crop.path))
+    check_boxes_fit(crop.path, np.asarray([crop.box]), int(image.shape[2]), int(image.shape[1]))
+    return image
+
+
 class TeacherTrainSet(Dataset):
     """Items ``(index, epoch, slot)`` -> ``(crop [3, H, W], class index)``."""
 
@@ -117,7 +125,7 @@ class TeacherTrainSet(Dataset):
     def __getitem__(self, item: tuple[int, int, int]) -> tuple[Tensor, int]:
         index, epoch, slot = item
         c = self.crops[index]
-        image = image_to_tensor(load_image(c.path))
+        image = _load_checked(c)
         crop = augment_crop(image, torch.tensor(c.box), self.aug, item_generator(self.seed, epoch, slot))
         return crop, c.label
 
@@ -135,7 +143,7 @@ class EvalCropSet(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         c = self.crops[index]
         if self._last is None or self._last[0] != c.path:
-            self._last = (c.path, image_to_tensor(load_image(c.path)))
+            self._last = (c.path, _load_checked(c))
         return crop_resize(self._last[1], torch.tensor([c.box]), self.input_size)[0], index
 
 
