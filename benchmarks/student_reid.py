@@ -146,8 +146,8 @@ def gt_embeddings(model, records, class_of=None, train_mode: bool = False, batch
 
 def cmd_diagnose(args: argparse.Namespace) -> dict:
     from personsearch.engine.checkpoint import load_checkpoint
-    from personsearch.engine.commands import load_trained_model
     from personsearch.engine.inference import embed_queries, gt_box_reid
+    from personsearch.engine.loading import load_trained_model
     from personsearch.evaluation.embedding_stats import lut_alignment, spectrum_summary
 
     torch.manual_seed(0)

@@ -55,7 +55,7 @@ def test_two_step_results_file(files, tmp_path: Path) -> None:
     from personsearch.data.torch_dataset import image_to_tensor
     from personsearch.distill.sia import crop_resize
     from personsearch.distill.teacher import load_teacher
-    from personsearch.engine.commands import load_trained_model
+    from personsearch.engine.loading import load_trained_model
     from personsearch.evaluation import load_results
 
     root, student, teacher_path = files
@@ -130,7 +130,7 @@ def test_gt_reid_is_the_teacher_protocol_for_both_embedders(files, tmp_path: Pat
     from personsearch.data import load_dataset
     from personsearch.distill.teacher import load_teacher
     from personsearch.distill.teacher_train import evaluate_teacher
-    from personsearch.engine.commands import load_trained_model
+    from personsearch.engine.loading import load_trained_model
     from personsearch.evaluation.crop_reid import crop_reid_metrics
 
     root, student, teacher_path = files
@@ -181,7 +181,7 @@ def test_time_pipelines_reports_a_ratio(files) -> None:
     from personsearch.data import load_dataset
     from personsearch.distill.teacher import load_teacher
     from personsearch.distill.two_step import time_pipelines
-    from personsearch.engine.commands import load_trained_model
+    from personsearch.engine.loading import load_trained_model
 
     root, student, teacher_path = files
     model, _, device = load_trained_model(student, "cpu")

@@ -105,18 +105,12 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_trained_model(checkpoint: Path, device_name: str = "auto"):
-    """Model, config and device from a training checkpoint (see :mod:`personsearch.engine.loading`)."""
-    from personsearch.engine.loading import load_trained_model as load
-
-    return load(checkpoint, device_name)
-
-
 def _infer(args: argparse.Namespace, gt_reid: bool = False):
     """Load the model and data, run inference; returns the data, the results arrays and, with ``gt_reid``,
     the Re-ID-alone figures on ground-truth boxes by the same embedder (else ``None``)."""
     from personsearch.data import load_dataset
     from personsearch.engine.inference import gt_box_reid, run_inference
+    from personsearch.engine.loading import load_trained_model
 
     model, _, device = load_trained_model(args.checkpoint, args.device)
     data = load_dataset(args.dataset, args.root)
