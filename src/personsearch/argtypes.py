@@ -90,3 +90,15 @@ def device(text: str) -> str:
                 f"{text!r} asked for, but this host has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})"
             )
     return text
+
+
+def box_xyxy(text: str) -> list[float]:
+    """Four numbers ``x1,y1,x2,y2`` (pixels); whether they make a box inside the image is checked later,
+    against the image."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"expected four numbers x1,y1,x2,y2 (pixels), got {text!r}")
+    return values

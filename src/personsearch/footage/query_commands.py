@@ -6,19 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
+from personsearch.argtypes import box_xyxy, positive_int, probability
 from personsearch.argtypes import device as device_name
-from personsearch.argtypes import positive_int, probability
-
-
-def _box(text: str) -> list[float]:
-    """Four numbers ``x1,y1,x2,y2``; whether they make a box in the image is checked against the image."""
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != 4:
-        raise argparse.ArgumentTypeError(f"expected four numbers x1,y1,x2,y2 (pixels), got {text!r}")
-    return values
 
 
 def _pick(text: str) -> str | int:
@@ -55,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--image", type=Path, metavar="IMG", help="the query image (with --box or --pick)")
     mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--box", type=_box, metavar="x1,y1,x2,y2", help="the query person in --image (pixels)")
+    mode.add_argument("--box", type=box_xyxy, metavar="x1,y1,x2,y2", help="the query person in --image (pixels)")
     mode.add_argument(
         "--pick",
         type=_pick,

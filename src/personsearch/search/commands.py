@@ -6,20 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from personsearch.argtypes import box_xyxy, gallery_size, non_negative_int, positive_int, probability, seed
 from personsearch.argtypes import device as device_name
-from personsearch.argtypes import gallery_size, non_negative_int, positive_int, probability, seed
 from personsearch.data import DATASETS
-
-
-def _box(text: str) -> list[float]:
-    """Four numbers ``x1,y1,x2,y2``; whether they make a box in the image is checked by :func:`check_box`."""
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != 4:
-        raise argparse.ArgumentTypeError(f"expected four numbers x1,y1,x2,y2 (pixels), got {text!r}")
-    return values
 
 
 def check_box(box: list[float], image: Path, size: tuple[int, int]) -> list[float]:
@@ -70,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--image", type=Path, help="an arbitrary query image (with --box)")
     p.add_argument(
-        "--box", type=_box, metavar="x1,y1,x2,y2", help="the query box in --image (pixels; clipped to the image)"
+        "--box", type=box_xyxy, metavar="x1,y1,x2,y2", help="the query box in --image (pixels; clipped to the image)"
     )
     p.add_argument(
         "--device", type=device_name, default="auto", help="auto | cpu | cuda | cuda:N (for the model; default auto)"
