@@ -77,14 +77,14 @@ def gt_detection_arrays(data, embed_boxes) -> dict[str, np.ndarray]:
 def floor_figures(data, embed_boxes) -> dict:
     """Re-ID alone and search-with-GT-boxes figures of one training-free embedder."""
     from personsearch.engine.inference import gt_box_reid
-    from personsearch.evaluation import evaluate, make_results
+    from personsearch.evaluation import evaluate, make_results, protocol_for
 
     arrays = gt_detection_arrays(data, embed_boxes)
     reid = gt_box_reid(
         None, data, torch.device("cpu"), arrays["query_features"], progress=False, embed_boxes=embed_boxes
     )
     results = make_results(**arrays)
-    sizes = [s for s in data.protocol_sizes if s > 0] + [-1] if data.name == "cuhk-sysu" else [-1]
+    sizes = protocol_for(data).sweep_sizes(data)
     search = {}
     for size in sizes:
         m = evaluate(data, results, gallery_size=size, det_thresh=0.5, detection=False)

@@ -2,11 +2,18 @@
 
 They are independent of the project's synthetic generator on purpose: each value below is chosen to
 exercise one quirk, and the expected loader output is spelled out in the tests.
+
+Also the tests' small shared scaffolding: a tiny model's config (:func:`tiny_config`, :func:`tiny_overrides`)
+and two local processes started as torchrun would start them (:func:`run_ranks`).
 """
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.io
@@ -69,34 +76,14 @@ CUHK_QUERIES = [  # (query image, query box, gallery entries [(image, box or Non
 
 def write_cuhk(root: Path, protocol_sizes: tuple[int, ...] = (50,)) -> Path:
     """Write the hand-made CUHK-SYSU dataset; each ``TestG{N}`` file holds the same 3-entry galleries."""
-    ann = root / "annotation"
-    (ann / "test" / "train_test").mkdir(parents=True, exist_ok=True)
+    (root / "annotation" / "test" / "train_test").mkdir(parents=True, exist_ok=True)
     for name in CUHK_IMAGES:
         _jpeg(root / "Image" / "SSM" / name)
-    img_rows = []
-    for name, boxes in CUHK_IMAGES.items():
-        box_struct = _struct(["idlocate", "ishard"], [(_box(b), np.array([[0]], np.uint8)) for b in boxes])
-        img_rows.append((name, np.array([[len(boxes)]], np.uint8), box_struct))
-    scipy.io.savemat(ann / "Images.mat", {"Img": _struct(["imname", "nAppear", "box"], img_rows)})
-    scipy.io.savemat(ann / "pool.mat", {"pool": _cell(CUHK_POOL)})
-    train_cells = []
-    for index, scenes in enumerate(CUHK_TRAIN):
-        scene = _struct(["imname", "idlocate", "ishard"], [(n, _box(b), np.array([[0]], np.uint8)) for n, b in scenes])
-        train_cells.append(
-            _struct(["idname", "nAppear", "scene"], [(f"p{index + 1}", np.array([[len(scenes)]], np.uint8), scene)])
-        )
-    scipy.io.savemat(ann / "test" / "train_test" / "Train.mat", {"Train": _cell(train_cells)})
+    write_cuhk_images(root, CUHK_IMAGES)
+    write_cuhk_pool(root, CUHK_POOL)
+    write_cuhk_train(root, CUHK_TRAIN)
     for size in protocol_sizes:
-        rows = []
-        for q, (qname, qbox, gallery) in enumerate(CUHK_QUERIES):
-            query = _struct(
-                ["imname", "idlocate", "ishard", "idname"],
-                [(qname, _box(qbox), np.array([[0]], np.uint8), f"p{100 + q}")],
-            )
-            entries = [(n, EMPTY, EMPTY) if b is None else (n, _box(b), np.array([[0]], np.uint8)) for n, b in gallery]
-            rows.append((query, _struct(["imname", "idlocate", "ishard"], entries)))
-        key = f"TestG{size}"
-        scipy.io.savemat(ann / "test" / "train_test" / f"{key}.mat", {key: _struct(["Query", "Gallery"], rows)})
+        write_cuhk_protocol(root, CUHK_QUERIES, size)
     return root
 
 
@@ -147,20 +134,23 @@ TINY_MODEL = [
 ]
 
 
+def tiny_overrides(root: Path, out: Path, *extra: str) -> list[str]:
+    """The config overrides of a quick CPU-test training of :data:`TINY_MODEL` on ``root``, writing to ``out``."""
+    return [
+        f"dataset.root={root}",
+        f"output_dir={out}",
+        "train.batch_size=2",
+        "train.workers=0",
+        "train.eval_period=-1",
+        "train.tensorboard=false",
+        *TINY_MODEL,
+        *extra,
+    ]
+
+
 def tiny_config(root: Path, out: Path, *extra: str) -> dict:
-    return load_config(
-        None,
-        [
-            f"dataset.root={root}",
-            f"output_dir={out}",
-            "train.batch_size=2",
-            "train.workers=0",
-            "train.eval_period=-1",
-            "train.tensorboard=false",
-            *TINY_MODEL,
-            *extra,
-        ],
-    )
+    """The config of :func:`tiny_overrides`."""
+    return load_config(None, tiny_overrides(root, out, *extra))
 
 
 # Helpers for bad-input tests: rewrite one file of a hand-made dataset with arbitrary (even poisoned) values.
@@ -230,3 +220,38 @@ def write_prw_annotation(root: Path, frame: str, rows: list[list[float]], key: s
 def write_jpeg(path: Path, size: tuple[int, int]) -> None:
     """Replace an image with a blank one of ``size`` (width, height)."""
     _jpeg(path, size)
+
+
+# Multi-process runs: ``run_ranks(worker, *args)`` runs ``worker(rank, *args)`` in two spawned processes, each
+# with torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT: a free port on
+# 127.0.0.1) and one torch thread, so ``init_distributed("cpu")`` joins a gloo group. The worker must be a
+# module-level function (the processes are spawned, not forked).
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the moment of asking)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_rank(rank: int, world_size: int, port: int, worker: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """In a spawned process: torchrun's environment for ``rank``, one torch thread, then the worker."""
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world_size),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
+    import torch
+
+    torch.set_num_threads(1)
+    worker(rank, *args)
+
+
+def run_ranks(worker: Callable[..., Any], *args: Any, world_size: int = 2) -> None:
+    """Run ``worker(rank, *args)`` in ``world_size`` processes and wait for all; a failing rank fails the call."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_as_rank, args=(world_size, free_port(), worker, args), nprocs=world_size, join=True)

@@ -20,9 +20,10 @@ from personsearch.config import load_config
 from personsearch.engine.checkpoint import load_checkpoint, save_checkpoint
 from personsearch.errors import PersonSearchError
 
-from handmade import TINY_MODEL
+from handmade import TINY_MODEL, tiny_overrides
 
-SMALL = [*TINY_MODEL, "model.reid.embedding_dim=32"]
+SMALL_EMBEDDING = "model.reid.embedding_dim=32"
+SMALL = [*TINY_MODEL, SMALL_EMBEDDING]
 
 
 class Payload:
@@ -53,17 +54,7 @@ CONTAINERS = ["zip", "legacy", "pickle", "zip+numpy"]
 
 
 def train_args(root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        f"dataset.root={root}",
-        f"output_dir={out}",
-        "train.batch_size=2",
-        "train.workers=0",
-        "train.eval_period=-1",
-        "train.tensorboard=false",
-        "train.device=cpu",
-        *SMALL,
-        *extra,
-    ]
+    return tiny_overrides(root, out, "train.device=cpu", SMALL_EMBEDDING, *extra)
 
 
 @pytest.fixture(scope="module")

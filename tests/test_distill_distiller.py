@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from personsearch.config import load_config
 from personsearch.data.annotations import ImageRecord
 from personsearch.distill.distiller import Distiller, DistillSettings, flip_state
 from personsearch.distill.losses import pairwise_relation_kd, probability_kd, triplet_relation_kd
 from personsearch.distill.sia import SIASettings, apply_offsets, crop_resize, sample_offsets
 from personsearch.distill.teacher import TeacherNet, TeacherSpec
-from personsearch.models.person_search import ReIDOutput
+from personsearch.models.person_search import ReIDOutput, TrainOutputs
 
 K, D = 4, 8
 SPEC = TeacherSpec(arch="resnet18", num_classes=K, embedding_dim=D, input_size=(32, 16), isa_alpha=8, isa_dp=2)
@@ -54,10 +55,12 @@ def batch(flip: tuple[bool, ...] = (False, False)) -> tuple[list[torch.Tensor], 
 
 
 def settings(**kw) -> DistillSettings:
-    return dataclasses.replace(DistillSettings(sia=SIA, teacher_batch=2), **kw)
+    """The config's distill section with every weight 1 and the test's SIA range, changed by ``kw``."""
+    section = {**load_config(None)["distill"], "beta_p": 1.0, "beta_pr": 1.0, "beta_tr": 1.0, "teacher_batch": 2}
+    return dataclasses.replace(DistillSettings.from_config(section, SPEC), sia=SIA, **kw)
 
 
-def fake_outputs(targets: list[dict], extra: list[torch.Tensor] | None, seed: int = 0) -> dict:
+def fake_outputs(targets: list[dict], extra: list[torch.Tensor] | None, seed: int = 0) -> TrainOutputs:
     """Student outputs shaped like PersonSearchModel's (random embeddings, requiring grad)."""
     g = torch.Generator().manual_seed(seed)
 
@@ -65,11 +68,10 @@ def fake_outputs(targets: list[dict], extra: list[torch.Tensor] | None, seed: in
         f = torch.nn.functional.normalize(torch.randn(n, D, generator=g), dim=1).requires_grad_()
         return ReIDOutput(f, torch.softmax(30 * f @ torch.eye(K, D).t(), 1), counts)
 
-    out = {"gt": reid(sum(len(t["boxes"]) for t in targets), [len(t["boxes"]) for t in targets])}
-    out["gt_labels"] = torch.cat([t["labels"] for t in targets])
-    if extra is not None:
-        out["extra"] = reid(sum(len(b) for b in extra), [len(b) for b in extra])
-    return out
+    gt = reid(sum(len(t["boxes"]) for t in targets), [len(t["boxes"]) for t in targets])
+    labels = torch.cat([t["labels"] for t in targets])
+    copies = None if extra is None else reid(sum(len(b) for b in extra), [len(b) for b in extra])
+    return TrainOutputs(gt, labels, features={}, image_sizes=[], original_sizes=[], targets=targets, extra=copies)
 
 
 def test_fsa_copies_are_the_isa_crops_of_the_same_offsets(teacher: TeacherNet) -> None:
@@ -104,7 +106,7 @@ def _manual(d: Distiller, images, targets, out, direction: str, exclude_same: bo
     crops = torch.cat([crop_resize(img, t["boxes"][t["labels"] >= 0], (32, 16)) for img, t in zip(images, targets)])
     with torch.no_grad():
         m = d.teacher.eval()(crops)
-    f_h, p_h, labels = out["gt"].embeddings[mask], out["gt"].probabilities[mask], out["gt_labels"][mask]
+    f_h, p_h, labels = out.gt.embeddings[mask], out.gt.probabilities[mask], out.gt_labels[mask]
     exclude = (labels[:, None] == labels[None, :]) if exclude_same else None
     return {
         "loss_kd_p": float(probability_kd(p_h, m.probabilities, direction).detach()),
@@ -160,7 +162,7 @@ def test_fsa_adds_the_perturbed_kl_term(teacher: TeacherNet) -> None:
     crops = torch.cat([crop_resize(img, b, (32, 16)) for img, b in zip(images, extra)])
     with torch.no_grad():
         p_m = teacher.eval()(crops).probabilities
-    extra_term = float(probability_kd(out["extra"].probabilities, p_m).detach())
+    extra_term = float(probability_kd(out.extra.probabilities, p_m).detach())
     assert float(losses["loss_kd_p"].detach()) == pytest.approx(
         float(plain["loss_kd_p"].detach()) + extra_term, rel=1e-5
     )
@@ -173,8 +175,8 @@ def test_gradients_reach_the_student_only(teacher: TeacherNet) -> None:
     extra = d.extra_boxes(images, targets)
     out = fake_outputs(targets, extra)
     sum(d.losses(images, targets, out).values()).backward()
-    assert out["gt"].embeddings.grad is not None and out["gt"].embeddings.grad.abs().sum() > 0
-    assert out["extra"].embeddings.grad.abs().sum() > 0
+    assert out.gt.embeddings.grad is not None and out.gt.embeddings.grad.abs().sum() > 0
+    assert out.extra.embeddings.grad.abs().sum() > 0
     assert all(p.grad is None and not p.requires_grad for p in d.teacher.parameters())
     assert not d.teacher.training
 

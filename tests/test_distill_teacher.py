@@ -12,7 +12,8 @@ import torch
 from personsearch.distill.sia import SIASettings, crop_resize, perturb_boxes
 from personsearch.distill.teacher import TeacherNet, TeacherSpec, load_teacher
 from personsearch.distill.teacher_data import CropAugment, PKSampler, augment_crop, item_generator, random_erase
-from personsearch.distill.teacher_train import batch_hard_triplet, lr_factor
+from personsearch.distill.teacher_train import batch_hard_triplet
+from personsearch.engine.optim import build_scheduler
 from personsearch.evaluation.crop_reid import crop_reid_metrics
 
 SPEC = TeacherSpec(arch="resnet18", num_classes=5, embedding_dim=16, input_size=(64, 32))
@@ -91,8 +92,16 @@ def test_batch_hard_triplet_by_hand() -> None:
 
 
 def test_lr_schedule() -> None:
+    """The teacher's schedule is the engine's, stepped once per epoch with the warm-up counted in epochs."""
     t = {"warmup_epochs": 2, "warmup_factor": 0.1, "lr_steps": [4, 6], "lr_gamma": 0.1}
-    assert [round(lr_factor(e, t), 4) for e in range(8)] == [0.1, 0.55, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = build_scheduler(optimizer, t, steps_per_epoch=1)
+    lrs = []
+    for _ in range(8):
+        lrs.append(round(optimizer.param_groups[0]["lr"], 4))
+        optimizer.step()
+        scheduler.step()
+    assert lrs == [0.1, 0.55, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
 
 
 def test_crop_protocol_by_hand() -> None:

@@ -51,15 +51,16 @@ def config(root: Path, out: Path, teacher: Path, *extra: str) -> dict:
 
 @pytest.mark.slow
 def test_distilled_training_runs_and_leaves_the_teacher_unchanged(tiny, tmp_path: Path) -> None:
+    from personsearch.distill import student_trainer
     from personsearch.distill.teacher import load_teacher
-    from personsearch.engine.trainer import Trainer
 
     root, teacher_path = tiny
     cfg = config(root, tmp_path / "run", teacher_path, "train.epochs=1", "train.max_iters_per_epoch=2")
-    trainer = Trainer(cfg, progress=False)
+    trainer = student_trainer(cfg, progress=False)
+    (distiller,) = trainer.contributors
     before = {k: v.clone() for k, v in load_teacher(teacher_path)[0].state_dict().items()}
     trainer.train()
-    teacher = trainer.distiller.teacher
+    teacher = distiller.teacher
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     after = teacher.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # BN running stats included
@@ -67,7 +68,7 @@ def test_distilled_training_runs_and_leaves_the_teacher_unchanged(tiny, tmp_path
     assert not any(id(p) in optimised for p in teacher.parameters())
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "loss_kd_p=" in log and "loss_kd_pr=" in log and "loss_kd_tr=" in log
-    assert len(trainer.distiller.cache) > 0
+    assert len(distiller.cache) > 0
     saved = torch.load(tmp_path / "run" / "last.pth", map_location="cpu", weights_only=True)
     assert not any(k.startswith("teacher") for k in saved["model"])
 
@@ -92,12 +93,13 @@ def test_mismatched_teacher_is_refused(tiny, tmp_path: Path) -> None:
 def test_optimising_the_student_lowers_the_distillation_losses(tiny, tmp_path: Path) -> None:
     """A fixed two-image batch, fixed FSA draws and a fixed (random) OIM table: a few gradient steps on each
     KD term alone, through the real model and hook, lower that term."""
-    from personsearch.engine.trainer import Trainer, move_targets
+    from personsearch.distill import student_trainer
+    from personsearch.engine.trainer import move_targets
 
     root, teacher_path = tiny
     cfg = config(root, tmp_path / "run", teacher_path, "input.hflip_prob=0", "model.oim.momentum=1.0")
-    trainer = Trainer(cfg, progress=False)
-    model, distiller = trainer.model, trainer.distiller
+    trainer = student_trainer(cfg, progress=False)
+    model, (distiller,) = trainer.model, trainer.contributors
     labelled = [i for i, r in enumerate(trainer.data.train) if (r.pids >= 0).sum() >= 2][:2]
     images, targets = zip(*(trainer.dataset[(i, 0)] for i in labelled))
     images, targets = list(images), move_targets(targets, trainer.device)

@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 import torch
-import torch.multiprocessing as mp
 
-from handmade import tiny_config, write_cuhk
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from handmade import run_ranks, tiny_config, write_cuhk
 
 
-def _worker(rank: int, world_size: int, port: int, cfg: dict, out: str) -> None:
-    os.environ.update(
-        {
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": str(world_size),
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-        }
-    )
-    torch.set_num_threads(1)
+def _worker(rank: int, cfg: dict, out: str) -> None:
     from personsearch.engine.trainer import Trainer
 
     trainer = Trainer(cfg, progress=False)
@@ -39,7 +20,7 @@ def _worker(rank: int, world_size: int, port: int, cfg: dict, out: str) -> None:
 def test_two_ranks_keep_identical_weights_and_oim_memory(tmp_path):
     root = write_cuhk(tmp_path / "CUHK-SYSU")
     cfg = tiny_config(root, tmp_path / "run", "train.epochs=1", "train.batch_size=1", "train.device=cpu")
-    mp.spawn(_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
+    run_ranks(_worker, cfg, str(tmp_path))
     a = torch.load(tmp_path / "rank0.pt")
     b = torch.load(tmp_path / "rank1.pt")
     lut = [k for k in a if k.endswith("lut")]

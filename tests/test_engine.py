@@ -11,7 +11,7 @@ import torch
 from personsearch.config import load_config, parse_override
 from personsearch.data.torch_dataset import EpochSampler, flip_decision, hflip_boxes
 from personsearch.engine.checkpoint import load_checkpoint, save_checkpoint
-from personsearch.engine.schedule import lr_factor
+from personsearch.engine.optim import lr_factor
 from personsearch.errors import ConfigError, PersonSearchError
 
 from handmade import tiny_config, write_cuhk

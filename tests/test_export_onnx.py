@@ -93,7 +93,7 @@ def _cosines(a, b):
 
 
 def test_model_json_records_the_conventions(exported):
-    from personsearch.footage.searcher import checkpoint_id
+    from personsearch.engine.checkpoint import checkpoint_id
 
     meta = json.loads((exported["out"] / "model.json").read_text())
     assert meta["model_id"] == checkpoint_id(exported["checkpoint"])

@@ -13,7 +13,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from personsearch.errors import PersonSearchError
 from personsearch.footage.builder import build_index
 from personsearch.footage.detections import Detections
 from personsearch.footage.store import DB_NAME, GalleryIndex, IndexDB
+
+from handmade import run_ranks
 
 TESTS = Path(__file__).resolve().parent
 DIM = 16
@@ -518,25 +519,7 @@ def test_each_index_type_recall_and_filters(tmp_path, index_type):
 
 
 # ---------------------------------------------------------------------------------------- two processes
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _sharded_worker(rank: int, world_size: int, port: int, out: str, data: str) -> None:
-    os.environ.update(
-        {
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": str(world_size),
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-        }
-    )
-    import torch
-
-    torch.set_num_threads(1)
+def _sharded_worker(rank: int, out: str, data: str) -> None:
     from personsearch.engine.distributed import init_distributed, shutdown
 
     info = init_distributed("cpu")
@@ -549,13 +532,11 @@ def _sharded_worker(rank: int, world_size: int, port: int, out: str, data: str) 
 
 
 def test_two_process_sharded_build_equals_a_single_process_build(tmp_path):
-    import torch.multiprocessing as mp
-
     data = make_footage(tmp_path / "footage", images=9, video_frames=20)
     single = tmp_path / "single"
     build_index(FakeDetector(), single, [str(data)], fps=4.0, batch_size=2, progress=False)
     sharded = tmp_path / "sharded"
-    mp.spawn(_sharded_worker, args=(2, _free_port(), str(sharded), str(data)), nprocs=2, join=True)
+    run_ranks(_sharded_worker, str(sharded), str(data))
     assert content(sharded) == content(single)
     assert not (sharded / "shards").exists()  # merged and removed
     check_consistent(sharded)

@@ -96,14 +96,14 @@ def test_train_mode_losses_and_outputs() -> None:
     assert set(losses) == LOSS_KEYS
     for value in losses.values():
         assert value.dim() == 0 and torch.isfinite(value)
-    gt = outputs["gt"]
+    gt = outputs.gt
     assert isinstance(gt, ReIDOutput) and gt.embeddings.shape == (3, 256) and gt.counts == [2, 1]
     assert gt.probabilities.shape == (3, NUM_IDS)
     torch.testing.assert_close(gt.probabilities.sum(1), torch.ones(3))
-    assert outputs["gt_labels"].tolist() == [0, -1, 3]
-    assert outputs["extra"].embeddings.shape == (3, 256)
+    assert outputs.gt_labels.tolist() == [0, -1, 3]
+    assert outputs.extra.embeddings.shape == (3, 256)
     # A distillation wrapper may back-propagate through the GT / extra Re-ID outputs after the OIM update.
-    distill = gt.probabilities.log().mean() + outputs["extra"].embeddings.sum() + outputs["extra"].probabilities.sum()
+    distill = gt.probabilities.log().mean() + outputs.extra.embeddings.sum() + outputs.extra.probabilities.sum()
     (sum(losses.values()) + distill).backward()
     assert model.reid_head.projection.weight.grad is not None
     assert model.roi_heads.box_head.cls_score.weight.grad is not None
@@ -238,7 +238,7 @@ def test_bfloat16_autocast_keeps_boxes_and_embeddings_fp32() -> None:
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         losses, outputs = model(images, targets, return_outputs=True)
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
-    assert outputs["gt"].embeddings.dtype == torch.float32
+    assert outputs.gt.embeddings.dtype == torch.float32
     sum(losses.values()).backward()
     model.eval()
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):

@@ -117,7 +117,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
         trainer = Trainer(cfg, progress=False)
         epochs = []
         for epoch in range(EPOCHS):
-            epochs.append(trainer.run_epoch())
+            epochs.append(trainer.run_epoch(epoch))
             trainer.state = TrainState(epoch + 1, 0, trainer.state.global_step)
         data = seen_identities(load_dataset("cuhk-sysu", root))
         yield data, embed_ground_truth(trainer.model, data), epochs

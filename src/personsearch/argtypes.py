@@ -49,23 +49,33 @@ def gallery_size(text: str) -> int:
     return value
 
 
+def _float(text: str) -> float:
+    """``text`` as a number; nan when it is not one (each caller's range check then refuses it)."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
 def finite_float(text: str) -> float:
     """A finite number (no nan or inf)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _float(text)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
 
 
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = _float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def probability(text: str) -> float:
     """A number in [0, 1] (a score threshold, a probability)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _float(text)
     if not 0.0 <= value <= 1.0:  # false for nan
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
     return value

@@ -14,7 +14,8 @@ import importlib
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
 from personsearch import __version__
 from personsearch.errors import PersonSearchError, PersonSearchWarning
@@ -62,11 +63,18 @@ def user_error_message(exc: BaseException) -> str | None:
     return " ".join(text.split()) if ours else None
 
 
-def _one_line_warnings(command: str):
+def _one_line_warnings(command: str) -> Callable[..., None]:
     """A ``warnings.showwarning`` printing PersonSearchWarnings as one line (others as before)."""
     previous = warnings.showwarning
 
-    def show(message, category, filename, lineno, file=None, line=None):
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
         if isinstance(category, type) and issubclass(category, PersonSearchWarning):
             print(f"personsearch {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
         else:
@@ -76,6 +84,8 @@ def _one_line_warnings(command: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``personsearch`` parser with the sub-commands of every module in :data:`COMMAND_MODULES` that
+    can be imported (an optional one whose dependencies are missing is left out)."""
     parser = OneLineParser(
         prog="personsearch",
         description="Person search (detection + re-identification in scene images) with DKD.",
@@ -95,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one sub-command; its exit code (2 and one line on stderr for a user error, 130 on Ctrl-C)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

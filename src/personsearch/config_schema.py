@@ -157,7 +157,7 @@ SCHEMA: dict[str, Rule] = {
     "teacher.workers": NONNEG_INT,
     "teacher.seed": SEED,
     "teacher.device": DEVICE,
-    # ---- model (defaults: personsearch.models.build.DEFAULT_MODEL_CONFIG)
+    # ---- model (defaults: personsearch.config.DEFAULT_MODEL_CONFIG)
     "model.backbone.arch": one_of(*ARCHS),
     "model.backbone.pretrained": PRETRAINED,
     "model.backbone.frozen_bn": BOOL,

@@ -2,8 +2,9 @@
 
 Every file the project writes goes to a temporary ``.{name}.XXXXXXXX.tmp`` next to it (``tempfile.mkstemp``
 with prefix ``.{name}.`` and suffix ``.tmp``), then is renamed over the target, so a crash or a kill never
-leaves a half-written file under the real name. A kill can leave the temporary file behind:
-:func:`remove_stale_temp_files` deletes those on the next run that writes there.
+leaves a half-written file under the real name: :func:`atomic_file` is the one place that does it (checkpoints,
+index databases and caches, annotation caches with their own temporary names too). A kill can leave the
+temporary file behind: :func:`remove_stale_temp_files` deletes those on the next run that writes there.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from personsearch.errors import PersonSearchError
 
-#: A temporary file of :func:`atomic_write` (and of ``save_checkpoint``): ``.{name}.{8 random chars}.tmp``.
+#: A temporary file of :func:`atomic_file` (with its default names): ``.{name}.{8 random chars}.tmp``.
 TEMP_FILE = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
 
 
@@ -86,27 +87,44 @@ def make_readable(path: str | Path) -> None:
         os.chmod(path, 0o666 & ~mask)
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], what: str = "file") -> Path:
-    """Write ``path`` through ``write(handle)`` into a temporary file next to it, then rename it over
-    ``path``. Leftovers of killed earlier writes of ``path`` are removed first. A failed write (a full
-    disk, say) is a one-line :class:`PersonSearchError` naming the file; ``path`` is then unchanged."""
+@contextlib.contextmanager
+def atomic_file(
+    path: str | Path, prefix: str | None = None, suffix: str = ".tmp", clean: bool = True
+) -> Iterator[Path]:
+    """The one atomic writer: yields a new empty temporary file next to ``path`` (``tempfile.mkstemp``, named
+    ``{prefix}XXXXXXXX{suffix}``, by default ``.{name}.XXXXXXXX.tmp``) for the block to write, by path or by
+    opening it. When the block ends normally the file is flushed to the disk, given the umask's mode
+    (:func:`make_readable`) and renamed over ``path``; when it raises, or the sync or the rename fails, the
+    temporary file is removed, ``path`` is unchanged and the exception propagates. Creates the folder;
+    ``clean`` first removes what killed earlier writes of ``path`` left (:func:`remove_stale_temp_files`)."""
     path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if clean:
         remove_stale_temp_files(path.parent, [path.name])
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}." if prefix is None else prefix, suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as handle:
             _sync(handle)
         make_readable(tmp)
         os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], what: str = "file") -> Path:
+    """Write ``path`` through ``write(handle)`` with :func:`atomic_file`. A failed write (a full disk, say)
+    is a one-line :class:`PersonSearchError` naming the file; ``path`` is then unchanged."""
+    path = Path(path)
+    try:
+        with atomic_file(path) as tmp, open(tmp, "wb") as handle:
+            write(handle)
     except OSError as exc:
         kept = "the previous one is unchanged" if path.is_file() else "nothing was written"
         raise PersonSearchError(f"cannot write {what} {path} ({exc.strerror or exc}); {kept}") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -3,7 +3,7 @@
 Conventions (one for both datasets):
 
 * boxes are ``int32`` arrays of shape ``(N, 4)`` holding ``x1, y1, x2, y2`` in original-image pixels,
-  produced exactly as the community reference loaders produce them (see ``shared/spec/datasets.md``);
+  produced exactly as the community reference loaders produce them (see ``docs/datasets.md`` sections 1 and 2);
 * identity labels are ``int64``; :data:`UNLABELED` (``-1``) marks a person without an identity
   (CUHK-SYSU's unlabelled boxes, PRW's ``-2``);
 * CUHK-SYSU identities are 1-based positions (``Train.mat`` index + 1 for training, ``TestG50`` query
@@ -76,7 +76,7 @@ class GalleryProtocol:
     """CUHK-SYSU's per-query galleries of one ``TestG{size}.mat`` file, in compact arrays.
 
     ``entries[q]`` lists the gallery entries of query ``q`` in file order as indices into
-    ``gallery_names`` (entries may repeat an image; see spec 1.7; ``-1`` pads shorter rows).
+    ``gallery_names`` (entries may repeat an image; see docs/datasets.md section 1; ``-1`` pads shorter rows).
     ``positive[q, k]`` is true when entry ``k`` carries a box of the query person. The boxes of the
     positive entries are stored sparsely in ``positive_boxes_xywh`` (x, y, w, h as int32, as in the file),
     in ``np.nonzero(positive)`` order; ``boxes_xywh[q, k]`` gives the dense ``(Q, N, 4)`` view (zeros for

@@ -8,11 +8,11 @@ source file invalidates its entry even when its size and mtime are kept. The cac
 dataset folder (which may be read-only): ``$PERSONSEARCH_CACHE`` if set, else
 ``$XDG_CACHE_HOME/personsearch``, else ``~/.cache/personsearch``. ``PERSONSEARCH_CACHE=off`` disables it.
 
-Writes go to a temporary file (``.<kind>-<pid>-*.npz.tmp``) that is renamed into place, so a crash
-never leaves a corrupt entry; temporary files left by a killed writer are removed by the next process
-that uses the folder. An entry that cannot be read, whose stored digest of its own arrays does not match, or
-whose arrays do not have the expected names, types and shapes, is treated as a miss and rebuilt: a cache
-file can never cause an error.
+Writes go to a temporary file (``.<kind>-<pid>-*.npz.tmp``, :func:`personsearch.outputs.atomic_file`) that
+is renamed into place, so a crash never leaves a corrupt entry; temporary files left by a killed writer are
+removed by the next process that uses the folder. An entry that cannot be read, whose stored digest of its
+own arrays does not match, or whose arrays do not have the expected names, types and shapes, is treated as a
+miss and rebuilt: a cache file can never cause an error.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from personsearch.outputs import atomic_file
 
 CACHE_FORMAT_VERSION = 2
 # key -> (allowed dtype kinds, shape with -1 for any length), e.g. {"boxes": ("iu", (-1, 4))}
@@ -174,16 +175,10 @@ def load_or_build(
         if arrays is not None:
             return arrays
     arrays = build()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{kind}-{os.getpid()}-", suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays, **{DIGEST_KEY: np.array(_arrays_digest(arrays))})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    try:  # the temporary name holds the writer's pid for sweep_temporary_files (it does the cleaning)
+        temporary = atomic_file(path, prefix=f".{kind}-{os.getpid()}-", suffix=".npz.tmp", clean=False)
+        with temporary as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays, **{DIGEST_KEY: np.array(_arrays_digest(arrays))})
     except OSError:
         pass  # a read-only or full cache folder must not stop the work
     return arrays

@@ -1,6 +1,6 @@
-"""CUHK-SYSU loader (``shared/spec/datasets.md`` section 1).
+"""CUHK-SYSU loader (``docs/datasets.md`` section 1).
 
-The splits are built as the community reference loaders build them (spec 1.8): training images are
+The splits are built as the community reference loaders build them (docs/datasets.md section 1): training images are
 ``Images.mat`` names minus ``pool.mat`` names, sorted; the gallery is ``pool.mat`` in file order; queries
 are ``TestG50.mat``'s queries in file order. Boxes with ``w <= 0`` or ``h <= 0`` are dropped (and
 counted); the rest are cast to ``int32`` *before* any arithmetic (boxes are stored as ``uint8``/``uint16``

@@ -1,6 +1,6 @@
-"""PRW loader (``shared/spec/datasets.md`` section 2).
+"""PRW loader (``docs/datasets.md`` section 2).
 
-Splits follow the reference loaders (spec 2.8): ``frame_train.mat`` and ``frame_test.mat`` in file order,
+Splits follow the reference loaders: ``frame_train.mat`` and ``frame_test.mat`` in file order,
 queries in ``query_info.txt`` line order. Two box conversions are deliberately different, as in the
 references: annotation boxes are clipped at 0 *before* ``x2 = x + w`` and truncated to int32 last; query
 boxes are truncated to int32 *first* and clipped last. Arithmetic is done in float64 so integer storage

@@ -2,7 +2,7 @@
 
 * Box values are checked *before* any integer cast: they must be finite and within
   ``±MAX_COORD`` pixels (no real image is that large; the bound also keeps ``x + w`` far inside
-  ``int32``). After the dataset's documented conversion (``shared/spec/datasets.md``: CUHK-SYSU cast
+  ``int32``). After the dataset's documented conversion (``docs/datasets.md`` sections 1-3: CUHK-SYSU cast
   then ``x2 = x + w``; PRW gallery clip, add, truncate; PRW query truncate, then clip) a box must have a
   positive width and height and must not lie wholly left of or above the image.
 * Whether a box lies inside its image needs the image size, which is only read from the image itself

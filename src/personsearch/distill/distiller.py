@@ -1,6 +1,7 @@
-"""The trainer's distillation hook: a frozen teacher, its output cache, FSA copies and the DKD losses.
+"""The trainer's distillation contributor: a frozen teacher, its output cache, FSA copies and the DKD losses.
 
-Per training step the trainer calls :meth:`Distiller.extra_boxes` (the FSA-perturbed copies of the
+Per training step the trainer (:class:`personsearch.engine.hooks.LossContributor`) calls
+:meth:`Distiller.extra_boxes` (the FSA-perturbed copies of the
 distilled ground-truth boxes, which the student pushes through RoIAlign and its Re-ID head) and then
 :meth:`Distiller.losses` with the student's outputs. The teacher sees the same boxes as crops of the same
 (possibly flipped) input image: the unperturbed boxes (cached: computed once per image, flip and box set)
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,37 +21,40 @@ import torch
 from torch import Tensor
 
 from personsearch.data.annotations import ImageRecord, PersonSearchData
+from personsearch.engine.hooks import LossContributor
 from personsearch.errors import ConfigError, PersonSearchError
+from personsearch.models import TrainOutputs
 
 from .losses import KL_DIRECTIONS, pairwise_relation_kd, probability_kd, same_identity_mask, triplet_relation_kd
 from .sia import SIASettings, crop_resize, perturb_boxes
-from .teacher import TeacherNet, freeze, load_teacher
+from .teacher import TeacherNet, TeacherSpec, freeze, load_teacher
 
 
 @dataclass(frozen=True)
 class DistillSettings:
-    """The ``distill`` config section, resolved against the teacher (see ``docs/dkd.md``)."""
+    """The ``distill`` config section, resolved against the teacher (see ``docs/dkd.md``). No defaults here:
+    the config's ``distill`` section is their one source (:meth:`from_config`)."""
 
-    lam: float = 1.0
-    beta_p: float = 1.0
-    beta_pr: float = 1.0
-    beta_tr: float = 1.0
-    kl_direction: str = "student_teacher"
-    tr_margin: float = 0.3
-    tr_exclude_same_identity: bool = True
-    tr_exclude_own_copy: bool = True
-    include_unlabelled: bool = False
-    fsa: bool = True
-    relation_with_copies: bool = True
-    cache: bool = True
-    teacher_batch: int = 64
-    sia: SIASettings = field(default_factory=SIASettings)
+    lam: float
+    beta_p: float
+    beta_pr: float
+    beta_tr: float
+    kl_direction: str
+    tr_margin: float
+    tr_exclude_same_identity: bool
+    tr_exclude_own_copy: bool
+    include_unlabelled: bool
+    fsa: bool
+    relation_with_copies: bool
+    cache: bool
+    teacher_batch: int
+    sia: SIASettings
 
     @classmethod
-    def from_config(cls, d: Mapping[str, Any], teacher: TeacherNet) -> DistillSettings:
+    def from_config(cls, d: Mapping[str, Any], spec: TeacherSpec) -> DistillSettings:
+        """From a merged ``distill`` section; the SIA range defaults to the ISA range ``spec`` was trained with."""
         if d["kl_direction"] not in KL_DIRECTIONS:
             raise ConfigError(f"distill.kl_direction={d['kl_direction']!r}: expected one of {', '.join(KL_DIRECTIONS)}")
-        spec = teacher.spec
         alpha = float(spec.isa_alpha if d["sia_alpha"] is None else d["sia_alpha"])
         dp = float(spec.isa_dp if d["sia_dp"] is None else d["sia_dp"])
         if d["fsa"] and (alpha <= 0 or dp <= 0):
@@ -114,8 +118,13 @@ def flip_state(record: ImageRecord | None, boxes: Tensor, width: int) -> bool | 
     return is_flipped if is_plain != is_flipped else None
 
 
-class Distiller:
-    """See the module docstring. The teacher stays frozen: eval mode, no gradients, not in any optimiser."""
+class Distiller(LossContributor):
+    """See the module docstring. The teacher stays frozen: eval mode, no gradients, not in any optimiser.
+
+    As the trainer's loss contributor it owns the distillation weights: lambda scales the model's
+    ``loss_oim`` (:meth:`loss_factors`) and every KD term (:meth:`losses`)."""
+
+    name = "distillation"
 
     def __init__(
         self,
@@ -184,16 +193,18 @@ class Distiller:
         return (str(name), flipped, boxes.detach().cpu().numpy().astype(np.float32).tobytes())
 
     # ---- losses --------------------------------------------------------------------------------
-    def losses(
-        self, images: list[Tensor], targets: list[dict[str, Any]], outputs: Mapping[str, Any]
-    ) -> dict[str, Tensor]:
+    def loss_factors(self) -> dict[str, float]:
+        """L = L_det + lambda (L_reid + sum beta L_kd): lambda on the model's Re-ID loss."""
+        return {"loss_oim": self.settings.lam}
+
+    def losses(self, images: list[Tensor], targets: list[dict[str, Any]], outputs: TrainOutputs) -> dict[str, Tensor]:
         """``loss_kd_p``, ``loss_kd_pr``, ``loss_kd_tr``, each multiplied by lambda and its beta."""
         s = self.settings
         masks = [self.selection(t) for t in targets]
         mask = torch.cat(masks)
-        gt = outputs["gt"]
+        gt = outputs.gt
         f_h, p_h = gt.embeddings[mask], gt.probabilities[mask]
-        labels = outputs["gt_labels"][mask]
+        labels = outputs.gt_labels[mask]
         t_neck = torch.cat([self.teacher_gt_neck(img, t) for img, t in zip(images, targets)])
         with _no_autocast(f_h.device):
             t_out = self.teacher.head(t_neck)
@@ -214,10 +225,10 @@ class Distiller:
             "loss_kd_tr": s.lam * s.beta_tr * loss_tr,
         }
 
-    def _perturbed(self, images: list[Tensor], outputs: Mapping[str, Any]) -> tuple[Tensor, Tensor, Any]:
+    def _perturbed(self, images: list[Tensor], outputs: TrainOutputs) -> tuple[Tensor, Tensor, Any]:
         """Student embeddings and probabilities of the FSA copies, and the teacher on the same boxes."""
         pending = self._pending
-        extra = outputs.get("extra")
+        extra = outputs.extra
         if pending is None or extra is None or sum(len(b) for b in pending) != extra.embeddings.shape[0]:
             raise PersonSearchError("distillation: the model's extra outputs do not match extra_boxes()")
         t_neck = torch.cat([self.teacher_neck(img, boxes) for img, boxes in zip(images, pending)])
@@ -255,4 +266,4 @@ def build_distiller(
             f"teacher checkpoint {d['teacher']} was trained with embedding size {teacher.spec.embedding_dim}, "
             f"this config has {dim} (model.reid.embedding_dim)"
         )
-    return Distiller(teacher, DistillSettings.from_config(d, teacher), data.train, device)
+    return Distiller(teacher, DistillSettings.from_config(d, teacher.spec), data.train, device)

@@ -22,13 +22,8 @@ from torch import Tensor, nn
 from torchvision.models import resnet
 
 from personsearch.errors import PersonSearchError
-
-_RESNETS = {
-    "resnet18": resnet.resnet18,
-    "resnet34": resnet.resnet34,
-    "resnet50": resnet.resnet50,
-    "resnet101": resnet.resnet101,
-}
+from personsearch.models.backbone import SUPPORTED_ARCHS, build_resnet, load_pretrained
+from personsearch.models.norm import batch_norm_rows
 
 
 @dataclass
@@ -94,13 +89,14 @@ class TeacherNet(nn.Module):
 
     def __init__(self, spec: TeacherSpec, backbone_state: dict[str, Tensor] | None = None) -> None:
         super().__init__()
-        if spec.arch not in _RESNETS:
-            raise PersonSearchError(f"unknown teacher backbone {spec.arch!r}; choose one of {', '.join(_RESNETS)}")
+        if spec.arch not in SUPPORTED_ARCHS:
+            raise PersonSearchError(
+                f"unknown teacher backbone {spec.arch!r}; choose one of {', '.join(SUPPORTED_ARCHS)}"
+            )
         self.spec = spec
-        net = _RESNETS[spec.arch](weights=None)
+        net = build_resnet(spec.arch, frozen_bn=False)  # trainable BatchNorm2d
         if backbone_state is not None:
-            missing, _ = net.load_state_dict(dict(backbone_state), strict=False)
-            missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+            missing = load_pretrained(net, backbone_state)
             if missing:
                 raise PersonSearchError(f"pretrained weights do not fit {spec.arch}: e.g. missing {missing[0]}")
         _set_last_stride(net.layer4, int(spec.last_stride))
@@ -129,10 +125,7 @@ class TeacherNet(nn.Module):
         return TeacherOutput(neck, neck, self.classifier(neck))
 
     def _neck(self, x: Tensor) -> Tensor:
-        if self.training and x.shape[0] < 2:  # batch statistics need two rows
-            bn = self.neck
-            return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
-        return self.neck(x)
+        return batch_norm_rows(self.neck, x, self.training)  # one row in training: the running statistics
 
 
 def build_teacher(spec: TeacherSpec, pretrained: str | bool | None = "none") -> TeacherNet:

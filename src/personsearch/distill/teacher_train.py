@@ -7,8 +7,7 @@ pre-BN features. Evaluation: the crop-level Re-ID protocol on ground-truth boxes
 
 from __future__ import annotations
 
-import json
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,12 @@ from tqdm import tqdm
 from personsearch.config import save_config
 from personsearch.data import PersonSearchData, load_dataset
 from personsearch.engine.checkpoint import save_checkpoint
+from personsearch.engine.devices import resolve_device
+from personsearch.engine.hooks import TrainHook
+from personsearch.engine.loop import EpochLoop, RunLog, apply_gradients, eval_line, run_steps
+from personsearch.engine.optim import build_optimizer, build_scheduler
 from personsearch.engine.rng import seed_everything
-from personsearch.errors import ConfigError, PersonSearchError
+from personsearch.errors import PersonSearchError
 from personsearch.evaluation.crop_reid import crop_reid_metrics
 
 from .sia import SIASettings
@@ -83,27 +86,6 @@ def crop_augment(t: dict[str, Any], spec: TeacherSpec) -> CropAugment:
     )
 
 
-def build_optimizer(net: TeacherNet, t: dict[str, Any]) -> torch.optim.Optimizer:
-    params = [p for p in net.parameters() if p.requires_grad]
-    name = str(t["optimizer"]).lower()
-    if name == "adam":
-        return torch.optim.Adam(params, lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
-    if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=float(t["lr"]), momentum=float(t["momentum"]), weight_decay=float(t["weight_decay"])
-        )
-    raise ConfigError(f"teacher.optimizer={name!r}: expected adam or sgd")
-
-
-def lr_factor(epoch: int, t: dict[str, Any]) -> float:
-    """Linear warm-up over ``warmup_epochs``, then x ``lr_gamma`` at every epoch of ``lr_steps`` passed."""
-    warm = int(t["warmup_epochs"])
-    if epoch < warm:
-        start = float(t["warmup_factor"])
-        return start + (1.0 - start) * epoch / warm
-    return float(t["lr_gamma"]) ** sum(epoch >= int(s) for s in t["lr_steps"])
-
-
 @torch.no_grad()
 def embed_crops(
     net: TeacherNet, crops: list[Crop], device: torch.device, batch_size: int = 64, progress: bool = False
@@ -135,21 +117,14 @@ def evaluate_teacher(
     )
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PersonSearchError(f"teacher.device={name} but no CUDA GPU is available; use teacher.device=cpu")
-    return torch.device(name)
+class TeacherTrainer(EpochLoop):
+    """Trains a teacher from a merged config on the engine's loop (devices, optimiser, schedule, log,
+    checkpoints); writes ``teacher.pth``, ``log.txt`` and ``metrics.jsonl``."""
 
-
-class TeacherTrainer:
-    """Trains a teacher from a merged config; writes ``teacher.pth``, ``log.txt`` and ``metrics.jsonl``."""
-
-    def __init__(self, cfg: dict[str, Any], progress: bool = True) -> None:
-        self.cfg, self.progress = cfg, progress
+    def __init__(self, cfg: dict[str, Any], progress: bool = True, hooks: Sequence[TrainHook] = ()) -> None:
+        self.cfg, self.progress, self.hooks = cfg, progress, list(hooks)
         t = cfg["teacher"]
-        self.device = resolve_device(str(t["device"]))
+        self.device = resolve_device(str(t["device"]), "teacher.device")
         seed_everything(int(t["seed"]))
         self.data = load_dataset(cfg["dataset"]["name"], cfg["dataset"]["root"])
         self.class_map = self.data.train_class_map()
@@ -160,78 +135,67 @@ class TeacherTrainer:
         crops = training_crops(self.data.train, self.class_map)
         self.dataset = TeacherTrainSet(crops, crop_augment(t, self.spec), int(t["seed"]))
         self.sampler = PKSampler([c.label for c in crops], int(t["p"]), int(t["k"]), int(t["seed"]))
-        self.optimizer = build_optimizer(self.net, t)
+        self.optimizer = build_optimizer([p for p in self.net.parameters() if p.requires_grad], t, "teacher")
+        self.scheduler = build_scheduler(self.optimizer, t, steps_per_epoch=1)  # stepped once per epoch
         self.run_dir = Path(cfg["output_dir"])
+        self.run_log = RunLog(self.run_dir)
+        self.metrics: dict[str, float] | None = None
 
     def _loader(self) -> DataLoader:
         workers = int(self.cfg["teacher"]["workers"])
         return DataLoader(self.dataset, batch_size=self.sampler.batch_size(), sampler=self.sampler, num_workers=workers)
 
+    def train_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, float]:
+        crops, labels = batch
+        self.call_before_step()
+        losses = teacher_loss(self.net, crops.to(self.device), labels.to(self.device), self.cfg["teacher"])
+        loss = sum(losses.values())
+        apply_gradients(loss, self.optimizer)
+        return {k: float(v.detach()) for k, v in {**losses, "loss": loss}.items()}
+
     def run_epoch(self, epoch: int) -> dict[str, float]:
         t = self.cfg["teacher"]
-        for group in self.optimizer.param_groups:
-            group["lr"] = float(t["lr"]) * lr_factor(epoch, t)
         self.sampler.set_epoch(epoch)
         self.net.train()
         total = self.sampler.num_batches()
         if int(t["max_iters_per_epoch"]) > 0:
             total = min(total, int(t["max_iters_per_epoch"]))
-        sums: dict[str, float] = {}
-        bar = tqdm(total=total, desc=f"teacher epoch {epoch + 1}/{t['epochs']}", disable=not self.progress)
-        for step, (crops, labels) in enumerate(self._loader()):
-            if step >= total:
-                break
-            losses = teacher_loss(self.net, crops.to(self.device), labels.to(self.device), t)
-            loss = sum(losses.values())
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            for k, v in {**losses, "loss": loss}.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            bar.update(1)
-        bar.close()
-        return {k: v / max(total, 1) for k, v in sums.items()}
+        desc = f"teacher epoch {epoch + 1}/{t['epochs']}"
+        meter = run_steps(
+            self._loader(), self.train_step, total, desc=desc, progress=self.progress, after_step=self.call_after_step
+        )
+        self.scheduler.step()
+        return {k: v / max(total, 1) for k, v in meter.sums.items()}
 
     def save(self, epoch: int, metrics: dict[str, float] | None) -> Path:
         extra = {"config": self.cfg, "dataset": self.data.name, "epoch": epoch, "metrics": metrics}
         return save_checkpoint(teacher_checkpoint_state(self.net, self.class_map, extra), self.run_dir / TEACHER_FILE)
 
     def log(self, text: str, record: dict[str, Any] | None = None) -> None:
-        with open(self.run_dir / "log.txt", "a") as handle:
-            handle.write(text + "\n")
+        self.run_log.line(text)
         if record is not None:
-            with open(self.run_dir / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            self.run_log.record(record)
 
     def evaluate(self) -> dict[str, float]:
         t = self.cfg["teacher"]
         return evaluate_teacher(self.net, self.data, self.device, int(t["batch_size_eval"]), self.progress)
 
-    def train(self) -> tuple[Path, dict[str, float] | None]:
+    def end_epoch(self, finished: int) -> None:
+        """Evaluate when due (always after the last epoch), then save ``teacher.pth`` with the latest figures."""
         t = self.cfg["teacher"]
+        epochs, period = int(t["epochs"]), int(t["eval_period"])
+        last = finished == epochs
+        if period >= 0 and (last or (period > 0 and finished % period == 0)):
+            self.metrics = self.evaluate()
+            self.log(eval_line(finished, self.metrics), {"epoch": finished, **self.metrics})
+        self.save(finished, self.metrics)
+
+    def train(self) -> tuple[Path, dict[str, float] | None]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(self.cfg, self.run_dir / "config.yaml")
-        epochs, period = int(t["epochs"]), int(t["eval_period"])
         self.log(
             f"teacher {self.spec.arch} on {self.device}: {len(self.dataset)} crops, "
             f"{len(self.class_map)} identities, {self.sampler.num_batches()} PK batches/epoch"
         )
-        metrics = None
-        for epoch in range(epochs):
-            start = time.perf_counter()
-            means = self.run_epoch(epoch)
-            self.log(
-                f"epoch {epoch + 1}: "
-                + ", ".join(f"{k}={v:.4f}" for k, v in sorted(means.items()))
-                + f" ({time.perf_counter() - start:.0f} s)"
-            )
-            last = epoch + 1 == epochs
-            if period >= 0 and (last or (period > 0 and (epoch + 1) % period == 0)):
-                metrics = self.evaluate()
-                self.log(
-                    f"epoch {epoch + 1} eval: mAP={metrics['mAP']:.4f} top1={metrics['top1']:.4f}",
-                    {"epoch": epoch + 1, **metrics},
-                )
-            self.save(epoch + 1, metrics)
-        return self.run_dir / TEACHER_FILE, metrics
+        self.run_epochs(0, int(self.cfg["teacher"]["epochs"]))
+        return self.run_dir / TEACHER_FILE, self.metrics

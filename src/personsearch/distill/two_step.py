@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -17,6 +18,7 @@ from torch import Tensor
 from personsearch.data import PersonSearchData
 from personsearch.data.images import load_image
 from personsearch.data.torch_dataset import image_to_tensor
+from personsearch.errors import PersonSearchError
 
 from .sia import crop_resize
 from .teacher import TeacherNet
@@ -83,14 +85,15 @@ def time_pipelines(
     return {"end_to_end_s": e2e, "two_step_s": two, "ratio": two / e2e, "images": len(tensors)}
 
 
-def teacher_embedder_from_args(args, device: torch.device) -> TeacherEmbedder:
-    """``infer/test --two-step --teacher FILE``: check the flags, load the teacher as the embedder of the
-    end-to-end detections and of the query boxes (``run_inference(embed=..., embed_boxes=...)``)."""
-    from personsearch.errors import PersonSearchError
-
+def two_step_embedder(two_step: bool, teacher: str | Path | None, device: torch.device) -> TeacherEmbedder | None:
+    """``infer/test --two-step --teacher FILE``: the teacher of ``teacher`` loaded as the embedder of the
+    end-to-end detections and of the query boxes (``run_inference(embed=..., embed_boxes=...)``); None when
+    neither is asked for. One without the other is a :class:`PersonSearchError`."""
     from .teacher import load_teacher
 
-    if not (args.two_step and args.teacher):
+    if not two_step and not teacher:
+        return None
+    if not (two_step and teacher):
         raise PersonSearchError("--two-step and --teacher FILE go together")
-    teacher, _ = load_teacher(args.teacher, device)
-    return TeacherEmbedder(teacher.to(device))
+    net, _ = load_teacher(teacher, device)
+    return TeacherEmbedder(net.to(device))

@@ -1,46 +1,59 @@
-"""Checkpoints: atomic writes (temp file + rename) and CPU-loadable reads with readable errors."""
+"""Checkpoints: atomic writes (temp file + rename), CPU-loadable reads with readable errors, and the id of a
+checkpoint file (:func:`checkpoint_id`) that indexes and exported models record.
+
+torch is imported where it is used, so :func:`checkpoint_id` works without it (the onnxruntime backend)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from personsearch.errors import PersonSearchError
-from personsearch.outputs import make_readable
+from personsearch.outputs import atomic_file
 
 LAST = "last.pth"
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write ``state`` with ``torch.save`` to a temporary file in the same folder, then rename it.
+    """Write ``state`` with ``torch.save`` to a temporary file in the same folder, then rename it
+    (:func:`~personsearch.outputs.atomic_file`).
 
     A crash or kill while writing leaves the previous checkpoint intact (rename is atomic on POSIX); a
     failed write (a full disk, say) raises a one-line :class:`PersonSearchError` naming the file.
     """
+    import torch
+
     path = Path(path)
     state = plain(state)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_file(path) as tmp, open(tmp, "wb") as handle:
             torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        make_readable(tmp)
-        os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:  # torch re-raises a failed write as RuntimeError
         cause = next((e for e in _exception_chain(exc) if isinstance(e, OSError)), exc)
         kept = "the previous one is unchanged" if path.exists() else "nothing was written"
         raise PersonSearchError(f"cannot write checkpoint {path} ({cause}); {kept}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
+
+
+def checkpoint_id(path: str | Path) -> str:
+    """The id of a checkpoint file: the SHA-256 (hex) of its bytes, read in 1 MiB chunks. Needs no torch.
+    (An exported model's folder carries its checkpoint's id: :func:`personsearch.export.runtime.model_id`.)"""
+    path = Path(path)
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise PersonSearchError(f"checkpoint {path} does not exist") from None
+    except IsADirectoryError:
+        raise PersonSearchError(f"checkpoint {path} is a folder, not a checkpoint file") from None
+    except OSError as exc:
+        raise PersonSearchError(f"cannot read checkpoint {path} ({exc.strerror or exc})") from None
+    return digest.hexdigest()
 
 
 def plain(obj: Any) -> Any:
@@ -49,6 +62,7 @@ def plain(obj: Any) -> Any:
     import collections
 
     import numpy as np
+    import torch
 
     if torch.is_tensor(obj):
         return obj
@@ -111,6 +125,8 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     ``kind`` (``model``: a training checkpoint for infer/test/search, ``resume``: one to continue training
     from, ``teacher``: a ``train-teacher`` checkpoint) checks that the file is that kind of checkpoint.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise PersonSearchError(f"checkpoint {path} does not exist")
@@ -156,6 +172,8 @@ def _check_kind(path: Path, state: dict[str, Any], kind: str) -> None:
 def _safe_load(path: Path) -> Any:
     import pickle
     import warnings
+
+    import torch
 
     def load() -> Any:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the refusal below says it all

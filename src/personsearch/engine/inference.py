@@ -124,7 +124,7 @@ def detect_query_images(
     embed: GalleryEmbedder | None = None,
     embed_boxes: BoxEmbedder | None = None,
 ) -> dict[str, np.ndarray]:
-    """CBGM context (spec 3.8): each query image run as a gallery image, its ground-truth query box forced
+    """CBGM context (docs/evaluation.md): each query image run as a gallery image, its ground-truth query box forced
     in as the first row (score 1.0), NMS at ``nms_thresh``, rows in score order, embeddings without
     score weighting. ``embed``/``embed_boxes`` replace the model's embeddings (two-step pipeline)."""
     model.eval()
@@ -224,7 +224,9 @@ def run_inference(
 def pick_gallery_size(data: PersonSearchData, wanted: int) -> int | None:
     """CUHK-SYSU: ``wanted`` if its protocol file exists, else the largest present size below it (or the
     smallest present); PRW: ``None`` (no gallery-size option)."""
-    if data.name != "cuhk-sysu":
+    from personsearch.evaluation.protocols import protocol_for
+
+    if not protocol_for(data).has_gallery_sizes:
         return None
     sizes = data.protocol_sizes
     if wanted == -1 or wanted in sizes or not sizes:
@@ -256,12 +258,12 @@ def full_report(
 ) -> tuple[dict[str, Any], str]:
     """Every standard setting: CUHK-SYSU at each gallery size present plus the full set; PRW with and
     without same-camera frames. Returns the figures and a printable table."""
-    from personsearch.evaluation import evaluate, evaluate_sweep
+    from personsearch.evaluation import evaluate, evaluate_sweep, protocol_for
     from personsearch.evaluation.report import format_metrics, format_sweep
 
-    if data.name == "cuhk-sysu":
-        sizes = [s for s in data.protocol_sizes if s > 0] + [-1]
-        report = evaluate_sweep(data, results, sizes, det_thresh=det_thresh, cbgm=cbgm)
+    spec = protocol_for(data)
+    if spec.has_gallery_sizes:
+        report = evaluate_sweep(data, results, spec.sweep_sizes(data), det_thresh=det_thresh, cbgm=cbgm)
         return report, format_sweep(report)
     same = evaluate(data, results, gallery_size=-1, det_thresh=det_thresh, cbgm=cbgm)
     cross = evaluate(

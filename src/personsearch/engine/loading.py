@@ -19,9 +19,6 @@ from torch import nn
 
 from personsearch.errors import PersonSearchError
 
-#: ResNet trunks by (bottleneck blocks, blocks in layer3).
-_RESNETS = {(False, 2): "resnet18", (False, 6): "resnet34", (True, 6): "resnet50", (True, 23): "resnet101"}
-
 #: (summary field, how a value reads, the config key that sets it).
 Field = tuple[str, str, str]
 STUDENT_FIELDS: tuple[Field, ...] = (
@@ -38,12 +35,15 @@ TEACHER_FIELDS: tuple[Field, ...] = (
 
 
 def _resnet(weights: Mapping[str, Any], prefix: str, layer3: str) -> str | None:
-    """The ResNet depth of a trunk whose modules are named ``{prefix}...``, ``layer3`` its layer3 prefix."""
+    """The ResNet depth of a trunk whose modules are named ``{prefix}...``, ``layer3`` its layer3 prefix (the
+    names of :data:`personsearch.models.backbone.RESNETS`)."""
+    from personsearch.models.backbone import arch_of_blocks
+
     blocks = {m.group(1) for k in weights if (m := re.match(re.escape(layer3) + r"(\d+)\.", k))}
     if not blocks:
         return None
     bottleneck = any(k.startswith(prefix) and ".conv3." in k for k in weights)
-    return _RESNETS.get((bottleneck, len(blocks)), f"a {'bottleneck' if bottleneck else 'basic-block'} ResNet")
+    return arch_of_blocks(bottleneck, len(blocks)) or f"a {'bottleneck' if bottleneck else 'basic-block'} ResNet"
 
 
 def _rows(weights: Mapping[str, Any], key: str) -> int | None:
@@ -132,13 +132,12 @@ def check_identities(path: str | Path, ckpt: Mapping[str, Any], class_map: Mappi
 def load_trained_model(checkpoint: str | Path, device_name: str = "auto"):
     """Model (eval mode, on the device), config and device from a ``train`` checkpoint (CPU-only hosts too)."""
     from personsearch.engine.checkpoint import load_checkpoint
-    from personsearch.engine.distributed import DistInfo
-    from personsearch.engine.trainer import resolve_device
+    from personsearch.engine.devices import resolve_device
     from personsearch.models.build import build_model
 
     state = load_checkpoint(checkpoint, kind="model")
     cfg: dict[str, Any] = state["config"]
-    device = resolve_device(device_name, DistInfo())
+    device = resolve_device(device_name)
     try:
         model_cfg = copy.deepcopy(cfg["model"])
         model_cfg.setdefault("backbone", {})["pretrained"] = "none"  # the checkpoint holds every weight

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import math
-import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from personsearch.config import save_config
 from personsearch.data import PersonSearchData, load_dataset
@@ -34,25 +32,18 @@ from personsearch.engine.checkpoint import (
     resolve_resume,
     save_checkpoint,
 )
-from personsearch.engine.distributed import DistInfo, barrier, init_distributed, reduce_mean, shutdown
+from personsearch.engine.devices import resolve_device
+from personsearch.engine.distributed import barrier, init_distributed, reduce_mean, shutdown
+from personsearch.engine.hooks import LossContributor, TrainHook
+from personsearch.engine.loop import EpochLoop, RunLog, apply_gradients, eval_line, hooks_of_kind, run_steps
+from personsearch.engine.optim import build_optimizer, build_scheduler
 from personsearch.engine.rng import rng_state, seed_everything, set_rng_state
-from personsearch.engine.schedule import build_scheduler
 from personsearch.errors import PersonSearchError
+from personsearch.models import TrainOutputs, build_model
 from personsearch.outputs import check_run_folder, open_run_folder
 
 #: The files of a previous run that ``--overwrite`` deletes (so old and new checkpoints never mix).
 OVERWRITTEN = ("last.pth", "epoch_*.pth", "log.txt", "metrics.jsonl", "tensorboard/events.out.tfevents.*")
-
-
-def resolve_device(name: str, info: DistInfo) -> torch.device:
-    """``auto`` picks CUDA when available (one GPU per process under torchrun), else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and info.enabled:
-        name = f"cuda:{info.local_rank}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PersonSearchError(f"train.device={name} but no CUDA GPU is available; use train.device=cpu")
-    return torch.device(name)
 
 
 def autocast_context(amp: str, device: torch.device):
@@ -88,18 +79,6 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device, sync_bn: bool, find_u
     )
 
 
-def build_optimizer(params: list[torch.nn.Parameter], t: dict[str, Any]) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper's recipe) or AdamW."""
-    name = str(t["optimizer"]).lower()
-    if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=float(t["lr"]), momentum=float(t["momentum"]), weight_decay=float(t["weight_decay"])
-        )
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
-    raise PersonSearchError(f"train.optimizer={name!r}: expected sgd or adamw")
-
-
 @dataclass
 class TrainState:
     """Where a run is: the next epoch and iteration inside it, and the global iteration count."""
@@ -109,13 +88,26 @@ class TrainState:
     global_step: int = 0
 
 
-class Trainer:
-    """Builds everything from a merged config and runs the epochs."""
+class Trainer(EpochLoop):
+    """Builds everything from a merged config and runs the epochs.
+
+    ``hooks``: :class:`~personsearch.engine.hooks.TrainHook` objects called around training and every step;
+    those that are :class:`~personsearch.engine.hooks.LossContributor` also take part in the loss (more can
+    be added with :meth:`register` before :meth:`train`). A config naming a ``distill.teacher`` needs the
+    distillation contributor: build such trainers with :func:`personsearch.distill.student_trainer`.
+    """
 
     def __init__(
-        self, cfg: dict[str, Any], resume: str | Path | None = None, progress: bool = True, overwrite: bool = False
+        self,
+        cfg: dict[str, Any],
+        resume: str | Path | None = None,
+        progress: bool = True,
+        overwrite: bool = False,
+        hooks: Sequence[TrainHook] = (),
     ):
         self.progress = progress
+        self.hooks = list(hooks)
+        self._resumed_rng: Any = None
         self.checkpoint_state = None
         if resume:
             checkpoint_path = resolve_resume(resume)
@@ -130,8 +122,10 @@ class Trainer:
         t = cfg["train"]
         wants_cuda = str(t["device"]).startswith("cuda") or (t["device"] == "auto" and torch.cuda.is_available())
         self.info = init_distributed("cuda" if wants_cuda else "cpu")
-        self.device = resolve_device(str(t["device"]), self.info)
+        local_rank = self.info.local_rank if self.info.enabled else None
+        self.device = resolve_device(str(t["device"]), "train.device", local_rank)
         self.run_dir = Path(cfg["output_dir"])
+        self.run_log = RunLog(self.run_dir, self.info.is_main)
         self.amp = t["amp"] if self.device.type == "cuda" else "off"
         if t["amp"] not in ("off", None, False) and self.device.type != "cuda":
             warnings.warn("train.amp is only used on CUDA; training in fp32 on the CPU", stacklevel=2)
@@ -148,21 +142,14 @@ class Trainer:
         if int(t["max_iters_per_epoch"]) > 0:
             self.iters_per_epoch = min(self.iters_per_epoch, int(t["max_iters_per_epoch"]))
 
-        from personsearch.models.build import build_model
-
         self.model = build_model(cfg["model"], num_classes=len(self.class_map)).to(self.device)
         self.ddp_model: torch.nn.Module = self.model
         if self.info.enabled:
             self.ddp_model = wrap_ddp(self.model, self.device, bool(t["sync_bn"]), bool(t["find_unused_parameters"]))
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(params, t)
+        self.optimizer = build_optimizer(params, t, "train")
         self.scheduler = build_scheduler(self.optimizer, t, self.iters_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
-        self.distiller = None
-        if cfg.get("distill", {}).get("teacher"):
-            from personsearch.distill import build_distiller
-
-            self.distiller = build_distiller(cfg, self.data, self.class_map, self.device)
         self.state = TrainState()
         self.writer = None
         if self.checkpoint_state is not None:
@@ -183,9 +170,11 @@ class Trainer:
             if ckpt.get("scaler"):
                 self.scaler.load_state_dict(ckpt["scaler"])
             self.state = TrainState(**ckpt["train_state"])
-            rngs = ckpt.get("rng", {})
-            if self.info.rank in rngs:
-                set_rng_state(rngs[self.info.rank])
+            # set now, and again when training starts: hooks built after the trainer (a teacher's random
+            # initialisation) then consume no randomness of the resumed run
+            self._resumed_rng = ckpt.get("rng", {}).get(self.info.rank)
+            if self._resumed_rng is not None:
+                set_rng_state(self._resumed_rng)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
             first = (str(exc).strip().splitlines() or [""])[0]
             raise PersonSearchError(
@@ -230,22 +219,38 @@ class Trainer:
         self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
 
     def log(self, text: str) -> None:
-        if self.info.is_main:
-            with open(self.run_dir / "log.txt", "a") as handle:
-                handle.write(text + "\n")
+        self.run_log.line(text)
+
+    @property
+    def contributors(self) -> list[LossContributor]:
+        return hooks_of_kind(self.hooks, LossContributor)
 
     # ---- the loop ----------------------------------------------------------------------------------
+    def forward_losses(self, images: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor]:
+        """The model's losses, scaled by the contributors' factors, plus the contributors' own terms."""
+        contributors = self.contributors
+        if not contributors:
+            return self.ddp_model(images, targets)
+        asked = [(c, c.extra_boxes(images, targets)) for c in contributors]
+        extra = [(c, boxes) for c, boxes in asked if boxes is not None]
+        if len(extra) > 1:
+            raise PersonSearchError(f"two loss contributors ask for extra boxes: {', '.join(c.name for c, _ in extra)}")
+        extra_boxes = extra[0][1] if extra else None
+        losses, outputs = self.ddp_model(images, targets, extra_boxes=extra_boxes, return_outputs=True)
+        assert isinstance(outputs, TrainOutputs)
+        added: dict[str, torch.Tensor] = {}
+        for c in contributors:
+            added.update(c.losses(images, targets, outputs))
+        for c in contributors:
+            for key, factor in c.loss_factors().items():
+                losses[key] = losses[key] * factor
+        return {**losses, **added}
+
     def train_step(self, images: list[torch.Tensor], targets: list[dict]) -> dict[str, float]:
         t = self.cfg["train"]
+        self.call_before_step()
         with autocast_context(self.amp, self.device):
-            if self.distiller is None:
-                losses = self.ddp_model(images, targets)
-            else:
-                extra_boxes = self.distiller.extra_boxes(images, targets)
-                losses, outputs = self.ddp_model(images, targets, extra_boxes=extra_boxes, return_outputs=True)
-                losses.update(self.distiller.losses(images, targets, outputs))
-                # L = L_det + lambda (L_reid + sum beta L_kd): the KD terms come weighted by lambda already
-                losses["loss_oim"] = losses["loss_oim"] * self.distiller.settings.lam
+            losses = self.forward_losses(images, targets)
         weights = t["loss_weights"]
         loss = sum(float(weights.get(k, 1.0)) * v for k, v in losses.items())
         if not torch.isfinite(loss):
@@ -254,13 +259,7 @@ class Trainer:
                 f"training diverged at step {self.state.global_step} (loss {float(loss)}: {values}); "
                 "lower train.lr or enable gradient clipping"
             )
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if t["clip_grad_norm"]:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(t["clip_grad_norm"]))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        apply_gradients(loss, self.optimizer, self.scaler, float(t["clip_grad_norm"] or 0), self.model.parameters())
         self.scheduler.step()
         logs = {k: float(v.detach()) for k, v in losses.items()}
         logs["loss"] = float(loss.detach())
@@ -281,44 +280,44 @@ class Trainer:
             persistent_workers=False,
         )
 
-    def run_epoch(self) -> dict[str, float]:
-        epoch = self.state.epoch
+    def run_epoch(self, epoch: int) -> dict[str, float]:
         self.sampler.set_epoch(epoch, start=self.state.iteration * self.batch_size)
         self.model.train()
-        total = self.iters_per_epoch
-        bar = tqdm(
-            total=total,
-            initial=self.state.iteration,
-            desc=f"epoch {epoch + 1}/{self.cfg['train']['epochs']}",
-            disable=not (self.progress and self.info.is_main),
-            dynamic_ncols=True,
-            leave=True,
-        )
-        sums: dict[str, float] = {}
-        count = 0
         checkpoint_iters = int(self.cfg["train"]["checkpoint_iters"])
-        for images, targets in self._loader():
-            if self.state.iteration >= total:
-                break
+
+        def step(batch: tuple) -> dict[str, float]:
+            images, targets = batch
             images = [img.to(self.device, non_blocking=True) for img in images]
-            logs = self.train_step(images, move_targets(targets, self.device))
+            return self.train_step(images, move_targets(targets, self.device))
+
+        def after_step(logs: Mapping[str, float]) -> None:
             self.state.iteration += 1
             self.state.global_step += 1
-            count += 1
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + v
-            lr = self.optimizer.param_groups[0]["lr"]
-            bar.set_postfix(loss=f"{logs['loss']:.3f}", oim=f"{logs.get('loss_oim', 0):.3f}", lr=f"{lr:.2e}")
-            bar.update(1)
             if self.writer is not None:
                 for k, v in logs.items():
                     self.writer.add_scalar(f"train/{k}", v, self.state.global_step)
-                self.writer.add_scalar("train/lr", lr, self.state.global_step)
-            if checkpoint_iters and self.state.global_step % checkpoint_iters == 0 and self.state.iteration < total:
+                self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.state.global_step)
+            every = checkpoint_iters and self.state.global_step % checkpoint_iters == 0
+            if every and self.state.iteration < self.iters_per_epoch:
                 self.checkpoint(LAST)
-        bar.close()
-        means = {k: v / max(count, 1) for k, v in sums.items()}
-        return reduce_mean(means, self.info, self.device) if count else means
+            self.call_after_step(logs)
+
+        def postfix(logs: Mapping[str, float]) -> dict[str, str]:
+            lr = self.optimizer.param_groups[0]["lr"]
+            return {"loss": f"{logs['loss']:.3f}", "oim": f"{logs.get('loss_oim', 0):.3f}", "lr": f"{lr:.2e}"}
+
+        meter = run_steps(
+            self._loader(),
+            step,
+            total=self.iters_per_epoch,
+            start=self.state.iteration,
+            desc=f"epoch {epoch + 1}/{self.cfg['train']['epochs']}",
+            progress=self.progress and self.info.is_main,
+            postfix=postfix,
+            after_step=after_step,
+        )
+        means = meter.means()
+        return reduce_mean(means, self.info, self.device) if meter.count else means
 
     def evaluate(self) -> dict[str, Any] | None:
         """Evaluate on the test split (rank 0); other ranks wait."""
@@ -327,56 +326,57 @@ class Trainer:
             from personsearch.engine.inference import evaluate_model
 
             metrics = evaluate_model(self.model, self.data, self.cfg, self.device, progress=self.progress)
-            record = {"epoch": self.state.epoch, "step": self.state.global_step, **metrics}
-            with open(self.run_dir / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            self.run_log.record({"epoch": self.state.epoch, "step": self.state.global_step, **metrics})
             if self.writer is not None:
                 for k, v in metrics.get("search", {}).items():
                     self.writer.add_scalar(f"eval/{k}", v, self.state.global_step)
         barrier(self.info)
         return metrics
 
-    def train(self) -> Path:
+    def end_epoch(self, finished: int) -> None:
         t = self.cfg["train"]
-        epochs = int(t["epochs"])
+        epochs, eval_period = int(t["epochs"]), int(t["eval_period"])
+        self.state = TrainState(finished, 0, self.state.global_step)
+        if finished % int(t["checkpoint_period"]) == 0 or finished == epochs:
+            self.checkpoint(epoch_checkpoint_name(finished))
+        due = eval_period > 0 and finished % eval_period == 0
+        if eval_period >= 0 and (due or finished == epochs):
+            metrics = self.evaluate()
+            if metrics is not None:
+                self.log(eval_line(finished, metrics["search"]))
+
+    def _check_contributors(self) -> None:
+        """A config naming a teacher without the distillation contributor would silently train without it."""
+        if self.cfg.get("distill", {}).get("teacher") and not any(c.name == "distillation" for c in self.contributors):
+            raise PersonSearchError(
+                "distill.teacher is set but this trainer has no distillation contributor; "
+                "build it with personsearch.distill.student_trainer(cfg)"
+            )
+
+    def _start_log(self) -> None:
+        setup = [f"amp {self.amp}"]
+        if self.info.enabled:
+            sync_bns = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in self.ddp_model.modules())
+            setup += [f"backend {torch.distributed.get_backend()}", f"{sync_bns} SyncBatchNorm layers"]
+        resumed = f", resumed at epoch {self.state.epoch + 1} iteration {self.state.iteration}"
+        self.log(
+            f"training on {self.device} x{self.info.world_size} ({', '.join(setup)}): {len(self.dataset)} images, "
+            f"{len(self.class_map)} identities, {self.iters_per_epoch} iterations/epoch"
+            + (resumed if self.checkpoint_state else "")
+        )
+
+    def train(self) -> Path:
+        self._check_contributors()
         if self.info.is_main:
             open_run_folder(self.run_dir, OVERWRITTEN if self.overwrite else ())  # and kill leftovers removed
             save_config(self.cfg, self.run_dir / "config.yaml")
             self._open_writer()
-            setup = [f"amp {self.amp}"]
-            if self.info.enabled:
-                sync_bns = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in self.ddp_model.modules())
-                setup += [f"backend {torch.distributed.get_backend()}", f"{sync_bns} SyncBatchNorm layers"]
-            self.log(
-                f"training on {self.device} x{self.info.world_size} ({', '.join(setup)}): {len(self.dataset)} images, "
-                f"{len(self.class_map)} identities, {self.iters_per_epoch} iterations/epoch"
-                + (
-                    f", resumed at epoch {self.state.epoch + 1} iteration {self.state.iteration}"
-                    if self.checkpoint_state
-                    else ""
-                )
-            )
+            self._start_log()
         barrier(self.info)
-        eval_period = int(t["eval_period"])
+        if self._resumed_rng is not None:
+            set_rng_state(self._resumed_rng)
         try:
-            while self.state.epoch < epochs:
-                start = time.perf_counter()
-                means = self.run_epoch()
-                finished = self.state.epoch + 1
-                self.log(
-                    f"epoch {finished}: "
-                    + ", ".join(f"{k}={v:.4f}" for k, v in sorted(means.items()))
-                    + f" ({time.perf_counter() - start:.0f} s)"
-                )
-                self.state = TrainState(finished, 0, self.state.global_step)
-                if finished % int(t["checkpoint_period"]) == 0 or finished == epochs:
-                    self.checkpoint(epoch_checkpoint_name(finished))
-                due = eval_period > 0 and finished % eval_period == 0
-                if eval_period >= 0 and (due or finished == epochs):
-                    metrics = self.evaluate()
-                    if metrics is not None:
-                        s = metrics["search"]
-                        self.log(f"epoch {finished} eval: mAP={s['mAP']:.4f} top1={s['top1']:.4f}")
+            self.run_epochs(self.state.epoch, int(self.cfg["train"]["epochs"]))
         finally:
             if self.writer is not None:
                 self.writer.close()

@@ -15,7 +15,8 @@ results-file schema.
 
 from __future__ import annotations
 
-from personsearch.evaluation.core import GALLERY_SIZES, evaluate, evaluate_sweep
+from personsearch.evaluation.core import evaluate, evaluate_sweep
+from personsearch.evaluation.protocols import CUHK_SYSU, SearchProtocol, protocol_for
 from personsearch.evaluation.results import (
     ResultsError,
     SearchResults,
@@ -24,13 +25,17 @@ from personsearch.evaluation.results import (
     save_results,
 )
 
+GALLERY_SIZES = CUHK_SYSU.gallery_sizes  # CUHK-SYSU's TestG sizes and -1 (the full set)
+
 __all__ = [
     "GALLERY_SIZES",
     "ResultsError",
+    "SearchProtocol",
     "SearchResults",
     "evaluate",
     "evaluate_sweep",
     "load_results",
     "make_results",
+    "protocol_for",
     "save_results",
 ]

@@ -37,14 +37,6 @@ def average_precision(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(np.sum(recall_step * precision))
 
 
-def ap_from_ranks(tp_ge: np.ndarray, n_ge: np.ndarray, count_gt: int) -> float:
-    """Recall-scaled AP of one query from, for each true positive, the number of true positives and of
-    all items scoring at least as high: ``sum(tp_ge / n_ge) / count_gt`` (spec 3.6, ties included)."""
-    if count_gt <= 0 or len(tp_ge) == 0:
-        return 0.0
-    return float(np.sum(np.asarray(tp_ge, np.float64) / np.asarray(n_ge, np.float64)) / count_gt)
-
-
 def _diff(hi: np.ndarray, lo: np.ndarray, hi_f32: np.ndarray, lo_f32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``hi - lo`` as the reference computes it: in float32 when both come from float32 operands, else
     exactly (int32 - int32) or in float64 (mixed). Returns the value and a float32-typed mask."""
@@ -91,21 +83,8 @@ def reference_iou(a: np.ndarray, b: np.ndarray, a_float32: bool, b_float32: bool
         return inter / union
 
 
-def plain_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Plain float64 IoU without +1 (spec 3.2), broadcastable ``(..., 4)``."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    iw = np.maximum(0.0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]))
-    ih = np.maximum(0.0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]))
-    inter = iw * ih
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    union = area_a + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return inter / (union - inter)
-
-
 def relaxed_threshold(w: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """``min(0.5, w*h / ((w+10)*(h+10)))`` with int32 ``w, h`` as in the references (spec 3.4)."""
+    """``min(0.5, w*h / ((w+10)*(h+10)))`` with int32 ``w, h`` as in the references (docs/evaluation.md)."""
     w = np.asarray(w, dtype=np.int64)
     h = np.asarray(h, dtype=np.int64)
     with np.errstate(divide="ignore", invalid="ignore"):

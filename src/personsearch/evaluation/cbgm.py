@@ -1,4 +1,4 @@
-"""Context Bipartite Graph Matching (CBGM, spec 3.8), applied to a block's similarities in place.
+"""Context Bipartite Graph Matching (CBGM, docs/evaluation.md), applied to a block's similarities in place.
 
 For each query the ``k1`` highest-similarity gallery detections (``np.argsort(sims)[-k1:]`` over the
 query's visited images in visiting order, as the reference) select images; in each selected image the
@@ -17,9 +17,6 @@ import sys
 import numpy as np
 
 from personsearch.evaluation.search import BlockEngine
-
-CBGM_DEFAULTS = {"cuhk-sysu": (10, 3), "prw": (30, 4)}
-
 
 TOLERANCE = 1e-8
 

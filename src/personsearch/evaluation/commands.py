@@ -60,6 +60,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from personsearch.data import load_dataset
     from personsearch.errors import PersonSearchError
     from personsearch.evaluation.core import evaluate, evaluate_sweep
+    from personsearch.evaluation.protocols import protocol_for
     from personsearch.evaluation.report import format_metrics, format_sweep
     from personsearch.evaluation.results import load_results
     from personsearch.outputs import check_output_file, write_text
@@ -69,23 +70,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     data = load_dataset(args.dataset, args.root)
     results = load_results(args.results, data)
+    spec = protocol_for(data)
     if args.gallery_size == "all":
-        if data.name != "cuhk-sysu":
-            raise PersonSearchError("--gallery-size all applies to CUHK-SYSU only")
+        spec.check_sweep()
         if args.per_query:
             raise PersonSearchError("--per-query needs a single gallery size")
-        sizes = [s for s in data.protocol_sizes if s > 0] + [-1]
+        sizes = spec.sweep_sizes(data)
         metrics = evaluate_sweep(data, results, sizes, det_thresh=args.det_thresh, cbgm=args.cbgm)
         metrics["results"] = str(args.results)
         print(format_sweep(metrics))
     else:
-        size = args.gallery_size
-        if data.name == "prw":
-            size = None
         metrics = evaluate(
             data,
             results,
-            gallery_size=size if size is not None else -1,
+            gallery_size=spec.resolve_gallery_size(args.gallery_size),
             cross_camera=args.cross_camera,
             det_thresh=args.det_thresh,
             cbgm=args.cbgm,

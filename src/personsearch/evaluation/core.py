@@ -8,8 +8,9 @@ import numpy as np
 
 from personsearch.data.annotations import GalleryProtocol, PersonSearchData
 from personsearch.errors import PersonSearchError
-from personsearch.evaluation.cbgm import CBGM_DEFAULTS, CbgmHook
+from personsearch.evaluation.cbgm import CbgmHook
 from personsearch.evaluation.detection import evaluate_detection
+from personsearch.evaluation.protocols import FULL_GALLERY, protocol_for
 from personsearch.evaluation.results import SearchResults, gallery_index, validate_against
 from personsearch.evaluation.search import (
     DEFAULT_BLOCK_ITEMS,
@@ -18,8 +19,6 @@ from personsearch.evaluation.search import (
     GalleryDetections,
     group_detections,
 )
-
-GALLERY_SIZES = (50, 100, 500, 1000, 2000, 4000, -1)
 
 
 def prepare_gallery(data: PersonSearchData, results: SearchResults, det_thresh: float) -> GalleryDetections:
@@ -47,6 +46,7 @@ def _search(
     per_query: bool,
     block_items: int,
 ) -> tuple[dict, list[dict]]:
+    spec = protocol_for(data)
     hook = None
     if cbgm:
         if not results.has_query_detections:
@@ -54,25 +54,25 @@ def _search(
         missing = np.setdiff1d(np.arange(len(results.query_names)), results.query_det_index)
         if missing.size:
             raise PersonSearchError(f"{results.source}: CBGM: query {missing[0]} has no query_det_* rows")
-        k1, k2 = CBGM_DEFAULTS[data.name]
+        k1, k2 = spec.cbgm_k
         hook = CbgmHook(results.query_det_index, results.query_det_features, k1, k2)
     engine = BlockEngine(gallery, results.query_features, hook, want_details=per_query)
-    if data.name == "prw":
-        from personsearch.evaluation.prw import prw_blocks
-
-        blocks = prw_blocks(data, gallery, cross_camera, block_items)
-    else:
+    if spec.has_gallery_sizes:
         from personsearch.evaluation.cuhk import cuhk_blocks
 
         if protocol is None:
             from personsearch.data.cuhk_sysu import load_gallery_protocol
 
-            protocol = load_gallery_protocol(data.root, 50 if gallery_size == -1 else gallery_size)
+            protocol = load_gallery_protocol(data.root, spec.protocol_file_size(gallery_size))
         if list(protocol.query_names) != [q.name for q in data.queries]:
             raise PersonSearchError(
                 f"TestG{protocol.size}: its queries differ from TestG50's (the query order must be the same)"
             )
-        blocks = cuhk_blocks(protocol, gallery, gallery_size == -1, block_items)
+        blocks = cuhk_blocks(protocol, gallery, gallery_size == FULL_GALLERY, block_items)
+    else:
+        from personsearch.evaluation.prw import prw_blocks
+
+        blocks = prw_blocks(data, gallery, cross_camera, block_items)
     nq = len(data.queries)
     ap = np.zeros(nq)
     acc = np.zeros((nq, len(TOPK)))
@@ -94,7 +94,7 @@ def _search(
 def evaluate(
     data: PersonSearchData,
     results: SearchResults,
-    gallery_size: int = 100,
+    gallery_size: int | None = None,
     cross_camera: bool = False,
     det_thresh: float = 0.5,
     cbgm: bool = False,
@@ -105,16 +105,17 @@ def evaluate(
 ) -> dict:
     """Detection and person-search metrics of ``results`` on ``data``'s test split (fractions in [0, 1]).
 
-    ``gallery_size`` applies to CUHK-SYSU (a ``TestG{N}.mat`` size, or -1 for the full set);
-    ``cross_camera`` to PRW. ``det_thresh`` filters detections for both the detection metric and the
-    search. With ``per_query`` the result holds a ``"per_query"`` list (AP and ranked top-10 per query).
+    ``gallery_size`` applies to CUHK-SYSU (a ``TestG{N}.mat`` size, or -1 for the full set; None: the
+    dataset's standard setting, 100 on CUHK-SYSU); ``cross_camera`` to PRW (see :mod:`.protocols`).
+    ``det_thresh`` filters detections for both the detection metric and the search. With ``per_query``
+    the result holds a ``"per_query"`` list (AP and ranked top-10 per query).
     ``protocol`` lets a caller pass an already loaded CUHK-SYSU protocol.
     """
     validate_against(results, data)
-    if data.name == "prw" and gallery_size not in (None, -1, 100):
-        raise PersonSearchError("PRW has no gallery-size option (its gallery is every test frame)")
-    if data.name != "prw" and cross_camera:
-        raise PersonSearchError("--cross-camera applies to PRW only")
+    spec = protocol_for(data)
+    spec.check_settings(gallery_size, cross_camera)
+    if gallery_size is None:
+        gallery_size = spec.standard_gallery_size
     gallery = prepare_gallery(data, results, det_thresh)
     out: dict = {}
     search, details = _search(
@@ -126,7 +127,7 @@ def evaluate(
     out.update(
         {
             "dataset": data.name,
-            "gallery_size": None if data.name == "prw" else gallery_size,
+            "gallery_size": spec.reported_gallery_size(gallery_size),
             "cross_camera": bool(cross_camera),
             "det_thresh": float(det_thresh),
             "cbgm": bool(cbgm),

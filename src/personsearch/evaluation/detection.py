@@ -1,4 +1,4 @@
-"""Detection AP and recall with the references' mutual-best-IoU matching (spec 3.3).
+"""Detection AP and recall with the references' mutual-best-IoU matching (docs/evaluation.md).
 
 Every gallery ground-truth box counts (labelled and unlabelled). A detection is a true positive when its
 IoU with a ground truth box reaches 0.5, that box is its highest-IoU box and it is that box's highest-IoU

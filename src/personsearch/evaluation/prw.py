@@ -1,4 +1,4 @@
-"""PRW person-search pairs (spec 3.5).
+"""PRW person-search pairs (docs/evaluation.md).
 
 Every test frame except the query frame is a gallery frame (with ``cross_camera``, frames of the query's
 camera are dropped too). A frame is positive when it contains the query pid; the first box of that pid in

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from personsearch.evaluation.protocols import find_protocol, gallery_label
+
 
 def _pct(value: float) -> str:
     return f"{100 * value:6.2f}%"
@@ -9,11 +11,11 @@ def _pct(value: float) -> str:
 
 def _settings(m: dict) -> str:
     parts = [m.get("dataset", "?")]
-    if m.get("dataset") == "prw":
-        parts.append("cross-camera" if m.get("cross_camera") else "same-camera frames included")
-    elif m.get("gallery_size") is not None:
-        size = m["gallery_size"]
-        parts.append("gallery full set" if size == -1 else f"gallery {size}")
+    spec = find_protocol(m.get("dataset"))
+    size, cross_camera = m.get("gallery_size"), bool(m.get("cross_camera"))
+    label = spec.setting_label(size, cross_camera) if spec is not None else gallery_label(size)
+    if label is not None:
+        parts.append(label)
     parts.append(f"det_thresh {m.get('det_thresh')}")
     if m.get("cbgm"):
         parts.append("CBGM")

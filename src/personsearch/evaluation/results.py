@@ -15,7 +15,7 @@ array                  dtype, shape    meaning
 ``query_features``     float32 ``[Q,D]`` embedding of each query's ground-truth box
 =====================  ==============  ===========================================================
 
-Optional, for CBGM (spec 3.8): the query images run as gallery images, with the ground-truth query box
+Optional, for CBGM (docs/evaluation.md): the query images run as gallery images, with the ground-truth query box
 forced in as each query's first row:
 
 =========================  =================  ===================================================

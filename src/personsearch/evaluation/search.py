@@ -1,7 +1,7 @@
 """The vectorised person-search engine shared by the CUHK-SYSU and PRW protocols.
 
 A protocol is turned into *pairs* ``(query, gallery image)``: the images the reference evaluator visits
-for a query (spec 3.4/3.5), restricted to images that kept at least one detection, with the pair's rank in
+for a query (docs/evaluation.md), restricted to images that kept at least one detection, with the pair's rank in
 the reference visiting order and, for images that contain the query person, the ground-truth box and the
 relaxed IoU threshold. Queries are processed in blocks; inside a block the work is reused as follows:
 
@@ -14,7 +14,7 @@ relaxed IoU threshold. Queries are processed in blocks; inside a block the work 
   positives scoring at least as high; these come from one sort of order-preserving integer keys;
 * top-k needs no sort unless the best true positive ties with other items across position k; then the
   query's ``y_score`` is rebuilt in the reference order and ``np.argsort(y_score)[::-1]`` decides, as in
-  the reference (spec 3.7).
+  the reference (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -41,10 +41,6 @@ class GalleryDetections:
     start: np.ndarray  # (G,) int64 first row of each gallery image
     count: np.ndarray  # (G,) int64 number of kept rows of each gallery image
     names: list[str]  # dataset gallery names
-
-    @property
-    def has_dets(self) -> np.ndarray:
-        return self.count > 0
 
 
 def group_detections(

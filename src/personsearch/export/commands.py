@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from personsearch.argtypes import probability
+from personsearch.commandline import add_checkpoint_option, add_command
 
 DEFAULT_OPSET = 17
 
@@ -21,16 +22,16 @@ def _opset(text: str) -> int:
     return value
 
 
+DESCRIPTION = """Write the inference model of --checkpoint into --out: detector.onnx (image -> boxes, scores,
+embeddings; resize, RPN, NMS and both heads inside the graph), embedder.onnx (image + boxes -> embeddings) and
+model.json (input conventions, thresholds, model_id = SHA-256 of the checkpoint). Use it with --backend
+onnxruntime --checkpoint DIR in index build and query."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "export",
-        help="export a trained model to ONNX (detector + query-box embedder) for onnxruntime",
-        description="Write the inference model of --checkpoint into --out: detector.onnx (image -> boxes, "
-        "scores, embeddings; resize, RPN, NMS and both heads inside the graph), embedder.onnx (image + "
-        "boxes -> embeddings) and model.json (input conventions, thresholds, model_id = SHA-256 of the "
-        "checkpoint). Use it with --backend onnxruntime --checkpoint DIR in index build and query.",
-    )
-    p.add_argument("--checkpoint", type=Path, required=True, help="trained model (personsearch train)")
+    summary = "export a trained model to ONNX (detector + query-box embedder) for onnxruntime"
+    p = add_command(subparsers, "export", run_export, help=summary, description=DESCRIPTION)
+    add_checkpoint_option(p, required=True)
     p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (only onnx)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write the model into")
     p.add_argument("--opset", type=_opset, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
@@ -39,7 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=probability,
         help="default detection threshold recorded in model.json (default: the model's box_head.score_thresh)",
     )
-    p.set_defaults(handler=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:

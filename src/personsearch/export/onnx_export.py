@@ -25,7 +25,7 @@ import json
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -142,63 +142,65 @@ def example_image(model: PersonSearchModel, seed: int = 0) -> Tensor:
     return torch.rand((3, size, size * 4 // 3), generator=g)
 
 
-def export_model(
-    model: PersonSearchModel,
-    out: str | Path,
-    *,
-    model_id: str,
-    score_thresh: float | None = None,
-    opset: int = DEFAULT_OPSET,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Write ``detector.onnx``, ``embedder.onnx`` and ``model.json`` into ``out``; returns the metadata.
+class GraphIO(NamedTuple):
+    """A graph's input and output names, and its axes of variable size (by tensor name)."""
 
-    ``score_thresh`` (default: the model's ``box_head.score_thresh``) is recorded in ``model.json`` as the
-    default detection threshold; the detector graph takes the threshold as an input. The model is put in
-    eval mode on the CPU in float32 (traced there; onnxruntime runs the graphs on any provider).
-    """
-    from personsearch import __version__
+    inputs: list[str]
+    outputs: list[str]
+    dynamic_axes: dict[str, dict[int, str]]
 
-    if opset < 16:
-        raise PersonSearchError(f"--opset must be at least 16 (RoIAlign with aligned coordinates), got {opset}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = model.eval().cpu().float()
-    meta = model_conventions(model)
-    if score_thresh is not None:
-        meta["detection"]["score_thresh"] = float(score_thresh)
+
+DETECTOR_IO = GraphIO(
+    ["image", "score_thresh"],
+    ["boxes", "scores", "embeddings"],
+    {"image": {1: "height", 2: "width"}, "boxes": {0: "n"}, "scores": {0: "n"}, "embeddings": {0: "n"}},
+)
+EMBEDDER_IO = GraphIO(
+    ["image", "boxes"], ["embeddings"], {"image": {1: "height", 2: "width"}, "boxes": {0: "k"}, "embeddings": {0: "k"}}
+)
+
+
+def _export_graph(graph: nn.Module, inputs: tuple[Tensor, ...], path: Path, opset: int, io: GraphIO) -> None:
+    """Trace ``graph`` on ``inputs`` into the ONNX file ``path``."""
+    torch.onnx.export(
+        graph.eval(),
+        inputs,
+        str(path),
+        dynamo=False,
+        opset_version=opset,
+        input_names=io.inputs,
+        output_names=io.outputs,
+        dynamic_axes=io.dynamic_axes,
+    )
+
+
+def export_graphs(model: PersonSearchModel, out: Path, opset: int = DEFAULT_OPSET) -> None:
+    """Trace ``model`` (eval mode, CPU, float32) into ``out/detector.onnx`` and ``out/embedder.onnx``."""
     image = example_image(model)
+    h, w = image.shape[-2:]
+    boxes = torch.tensor([[w * 0.1, h * 0.2, w * 0.4, h * 0.9], [w * 0.5, h * 0.1, w * 0.7, h * 0.6]])
     trace_thresh = torch.tensor(0.0)  # every branch traced with detections present
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings of torchvision's code (handled by its ONNX paths)
-        torch.onnx.export(
-            DetectorGraph(model).eval(),
-            (image, trace_thresh),
-            str(out / DETECTOR_FILE),
-            dynamo=False,
-            opset_version=opset,
-            input_names=["image", "score_thresh"],
-            output_names=["boxes", "scores", "embeddings"],
-            dynamic_axes={
-                "image": {1: "height", 2: "width"},
-                "boxes": {0: "n"},
-                "scores": {0: "n"},
-                "embeddings": {0: "n"},
-            },
-        )
-        h, w = image.shape[-2:]
-        boxes = torch.tensor([[w * 0.1, h * 0.2, w * 0.4, h * 0.9], [w * 0.5, h * 0.1, w * 0.7, h * 0.6]])
-        torch.onnx.export(
-            EmbedderGraph(model).eval(),
-            (image, boxes),
-            str(out / EMBEDDER_FILE),
-            dynamo=False,
-            opset_version=opset,
-            input_names=["image", "boxes"],
-            output_names=["embeddings"],
-            dynamic_axes={"image": {1: "height", 2: "width"}, "boxes": {0: "k"}, "embeddings": {0: "k"}},
-        )
-    meta = {
+        _export_graph(DetectorGraph(model), (image, trace_thresh), out / DETECTOR_FILE, opset, DETECTOR_IO)
+        _export_graph(EmbedderGraph(model), (image, boxes), out / EMBEDDER_FILE, opset, EMBEDDER_IO)
+
+
+def export_metadata(
+    model: PersonSearchModel,
+    model_id: str,
+    opset: int,
+    score_thresh: float | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The content of ``model.json``: format, versions, the graphs' inputs and outputs, and the model's
+    conventions (:func:`model_conventions`; ``score_thresh`` replaces its default detection threshold)."""
+    from personsearch import __version__
+
+    conventions = model_conventions(model)
+    if score_thresh is not None:
+        conventions["detection"]["score_thresh"] = float(score_thresh)
+    return {
         "format": "personsearch-onnx",
         "format_version": FORMAT_VERSION,
         "model_id": model_id,
@@ -217,9 +219,33 @@ def export_model(
                 "outputs": {"embeddings": "float32 [k, D]"},
             },
         },
-        **meta,
+        **conventions,
         **(extra or {}),
     }
+
+
+def export_model(
+    model: PersonSearchModel,
+    out: str | Path,
+    *,
+    model_id: str,
+    score_thresh: float | None = None,
+    opset: int = DEFAULT_OPSET,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``detector.onnx``, ``embedder.onnx`` and ``model.json`` into ``out``; returns the metadata.
+
+    ``score_thresh`` (default: the model's ``box_head.score_thresh``) is recorded in ``model.json`` as the
+    default detection threshold; the detector graph takes the threshold as an input. The model is put in
+    eval mode on the CPU in float32 (traced there; onnxruntime runs the graphs on any provider).
+    """
+    if opset < 16:
+        raise PersonSearchError(f"--opset must be at least 16 (RoIAlign with aligned coordinates), got {opset}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval().cpu().float()
+    meta = export_metadata(model, model_id, opset, score_thresh, extra)
+    export_graphs(model, out, opset)
     (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 
@@ -228,8 +254,8 @@ def export_checkpoint(
     checkpoint: str | Path, out: str | Path, *, score_thresh: float | None = None, opset: int = DEFAULT_OPSET
 ) -> dict[str, Any]:
     """Load a ``train`` checkpoint on the CPU and export it (see :func:`export_model`)."""
+    from personsearch.engine.checkpoint import checkpoint_id
     from personsearch.engine.loading import load_trained_model
-    from personsearch.footage.searcher import checkpoint_id
 
     model_id = checkpoint_id(checkpoint)
     model, _cfg, _device = load_trained_model(checkpoint, "cpu")

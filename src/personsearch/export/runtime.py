@@ -33,6 +33,20 @@ def export_meta(path: str | Path) -> dict[str, Any] | None:
     return meta
 
 
+def model_id(path: str | Path) -> str:
+    """The model id an index records: for a model exported by ``personsearch export`` (its folder or
+    ``model.json``) the id stored there, which is its checkpoint's, so an index built with one backend is
+    queried with the other; else the checkpoint file's own id. Needs no torch."""
+    from personsearch.engine.checkpoint import checkpoint_id
+
+    path = Path(path)
+    if path.is_dir() or path.name == "model.json":
+        meta = export_meta(path)
+        if meta is not None:
+            return str(meta["model_id"])
+    return checkpoint_id(path)
+
+
 def _to_chw(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
 

@@ -4,28 +4,41 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from personsearch.argtypes import device as device_name
-from personsearch.argtypes import positive_int, probability
+from personsearch.argtypes import positive_float, positive_int, probability
+from personsearch.commandline import (
+    add_backend_option,
+    add_checkpoint_option,
+    add_command,
+    add_device_option,
+    add_no_progress_option,
+    options_from_args,
+)
+
+if TYPE_CHECKING:
+    from personsearch.footage.indexing import BuildJob
 
 INDEX_TYPES = ("flat", "hnsw", "ivfpq", "auto")
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+DESCRIPTION = """A persistent gallery index: every person in folders, globs, list files and videos, detected and
+embedded by a trained model (metadata in SQLite, vectors searched with faiss). Sharded builds: torchrun
+--nproc_per_node N -m personsearch.cli index build ..."""
+
+BUILD_DESCRIPTION = """Detect and embed every person in SOURCES into the index folder --out. A source is a folder
+(recursive: .jpg .jpeg .png .bmp .webp images and videos), a glob, a list file (.txt, one path per line, relative
+to it) or a video (sampled at --fps). Re-running adds only new or changed files and removes the ones gone; a
+killed build resumes where it stopped."""
+
+UPDATE_DESCRIPTION = """Re-scan the index's recorded sources (or SOURCES, which then replace them; --add appends)
+with its recorded checkpoint: new and changed files are indexed, files gone are removed."""
 
 
-def _model_options(p: argparse.ArgumentParser, update: bool) -> None:
+def _build_options(p: argparse.ArgumentParser, update: bool) -> None:
+    """The options of build and update: sampling, model, search index, output (an update's sampling and
+    search defaults are the ones recorded in the index)."""
     recorded = " (default: the one recorded in the index)" if update else ""
     p.add_argument(
         "--fps",
@@ -40,19 +53,8 @@ def _model_options(p: argparse.ArgumentParser, update: bool) -> None:
         help="keep detections scoring at least this, in [0, 1]" + (recorded or " (default 0.5)"),
     )
     p.add_argument("--batch-size", type=positive_int, default=4, help="images per forward pass (default 4)")
-    p.add_argument(
-        "--device",
-        type=device_name,
-        default="auto",
-        help="auto | cpu | cuda | cuda:N (default auto; torchrun: per rank)",
-    )
-    p.add_argument(
-        "--backend",
-        choices=["torch", "onnxruntime"],
-        default="torch",
-        help="torch (default) | onnxruntime: run the model exported by personsearch export; --checkpoint is then "
-        "its folder (same model_id as the checkpoint, so either backend queries an index built by the other)",
-    )
+    add_device_option(p, "default auto; torchrun: per rank")
+    add_backend_option(p)
     p.add_argument(
         "--index-type",
         choices=INDEX_TYPES,
@@ -64,52 +66,41 @@ def _model_options(p: argparse.ArgumentParser, update: bool) -> None:
     p.add_argument(
         "--nprobe", type=positive_int, help="IVF-PQ: inverted lists visited per query (recorded; default 64)"
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress_option(p, "no progress bar")
     p.add_argument("--json", type=Path, metavar="SUMMARY.json", help="also write the summary as JSON")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    top = subparsers.add_parser(
-        "index",
-        help="build, update and describe a gallery index of your own images and videos",
-        description="A persistent gallery index: every person in folders, globs, list files and videos, "
-        "detected and embedded by a trained model (metadata in SQLite, vectors searched with faiss). "
-        "Sharded builds: torchrun --nproc_per_node N -m personsearch.cli index build ...",
-    )
-    verbs = top.add_subparsers(dest="index_command", metavar="VERB")
+    summary = "build, update and describe a gallery index of your own images and videos"
+    top = subparsers.add_parser("index", help=summary, description=DESCRIPTION)
     top.set_defaults(handler=lambda args: _no_verb(top))
-
-    build = verbs.add_parser(
-        "build",
-        help="index sources (or bring an existing index up to date)",
-        description="Detect and embed every person in SOURCES into the index folder --out. A source is a "
-        "folder (recursive: .jpg .jpeg .png .bmp .webp images and videos), a glob, a list file (.txt, one "
-        "path per line, relative to it) or a video (sampled at --fps). Re-running adds only new or changed "
-        "files and removes the ones gone; a killed build resumes where it stopped.",
+    verbs = top.add_subparsers(dest="index_command", metavar="VERB")
+    _add_build(verbs)
+    _add_update(verbs)
+    info = add_command(
+        verbs, "info", run_info, help="what an index holds", description="Counts, sources, model, search options."
     )
+    info.add_argument("--index", type=Path, required=True, metavar="INDEX", help="index folder")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _add_build(verbs: argparse._SubParsersAction) -> None:
+    summary = "index sources (or bring an existing index up to date)"
+    build = add_command(verbs, "build", run_build, help=summary, description=BUILD_DESCRIPTION)
     build.add_argument("sources", nargs="+", metavar="SOURCE", help="folders, globs, list files (.txt), videos")
-    build.add_argument("--checkpoint", type=Path, required=True, help="trained model (personsearch train)")
+    add_checkpoint_option(build, required=True)
     build.add_argument("--out", type=Path, required=True, metavar="INDEX", help="index folder to create or update")
-    _model_options(build, update=False)
-    build.set_defaults(handler=run_build)
+    _build_options(build, update=False)
 
-    update = verbs.add_parser(
-        "update",
-        help="bring an index up to date with its sources",
-        description="Re-scan the index's recorded sources (or SOURCES, which then replace them; --add "
-        "appends) with its recorded checkpoint: new and changed files are indexed, files gone are removed.",
-    )
+
+def _add_update(verbs: argparse._SubParsersAction) -> None:
+    summary = "bring an index up to date with its sources"
+    update = add_command(verbs, "update", run_update, help=summary, description=UPDATE_DESCRIPTION)
     update.add_argument("sources", nargs="*", metavar="SOURCE", help="replace the recorded sources")
     update.add_argument("--index", type=Path, required=True, metavar="INDEX", help="index folder")
     update.add_argument("--add", nargs="+", default=[], metavar="SOURCE", help="sources to add to the recorded ones")
-    update.add_argument("--checkpoint", type=Path, help="the model (default: the checkpoint recorded in the index)")
-    _model_options(update, update=True)
-    update.set_defaults(handler=run_update)
-
-    info = verbs.add_parser("info", help="what an index holds", description="Counts, sources, model, search options.")
-    info.add_argument("--index", type=Path, required=True, metavar="INDEX", help="index folder")
-    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    info.set_defaults(handler=run_info)
+    add_checkpoint_option(update, "the model (default: the checkpoint recorded in the index)")
+    _build_options(update, update=True)
 
 
 def _no_verb(parser: argparse.ArgumentParser) -> int:
@@ -117,45 +108,13 @@ def _no_verb(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _index_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"index_type": args.index_type, "ef_search": args.ef_search, "nprobe": args.nprobe}
-
-
-def _build(args: argparse.Namespace, out: Path, sources: list[str], checkpoint: Path, fps: float, det: float) -> int:
-    from personsearch.footage.builder import build_index, preflight
-    from personsearch.footage.searcher import Searcher, checkpoint_id
+def _build(args: argparse.Namespace, job: BuildJob) -> int:
+    from personsearch.footage.indexing import BuildOptions, run_build_job
     from personsearch.outputs import check_output_file, write_text
 
     check_output_file(args.json, "--json")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    model_id = checkpoint_id(checkpoint)
-    scan = None
-    if rank == 0:  # every check that needs no model, before loading it
-        scan = preflight(out, sources, model_id, None, fps, det, f"checkpoint {checkpoint}")
-    device = args.device
-    if world > 1:
-        import torch
-
-        from personsearch.engine.distributed import init_distributed
-
-        use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-        info = init_distributed("cuda" if use_cuda else "cpu")
-        if use_cuda:
-            device = f"cuda:{info.local_rank}"
-    searcher = Searcher.from_checkpoint(checkpoint, device, det_thresh=det, backend=args.backend)
-    summary = build_index(
-        searcher,
-        out,
-        sources,
-        fps=fps,
-        batch_size=args.batch_size,
-        progress=not args.no_progress,
-        checkpoint=str(checkpoint),
-        det_thresh=det,
-        scan=scan,
-        **_index_options(args),
-    )
+    options = options_from_args(BuildOptions, args, progress=not args.no_progress)
+    summary = run_build_job(job, options)
     if summary.get("rank", 0) != 0:
         return 0
     print(format_summary(summary))
@@ -165,37 +124,17 @@ def _build(args: argparse.Namespace, out: Path, sources: list[str], checkpoint: 
 
 
 def run_build(args: argparse.Namespace) -> int:
-    return _build(args, args.out, [str(s) for s in args.sources], args.checkpoint, args.fps, args.det_thresh)
+    from personsearch.footage.indexing import BuildJob
+
+    job = BuildJob(args.out, [str(s) for s in args.sources], args.checkpoint, args.fps, args.det_thresh)
+    return _build(args, job)
 
 
 def run_update(args: argparse.Namespace) -> int:
-    from personsearch.errors import PersonSearchError
-    from personsearch.footage.builder import read_meta_of
+    from personsearch.footage.indexing import update_job
 
-    meta = read_meta_of(args.index)
-    if meta is None:
-        if not args.index.exists():
-            raise PersonSearchError(
-                f"gallery index {args.index} does not exist (build one with personsearch index build)"
-            )
-        raise PersonSearchError(f"{args.index} is not a gallery index: it holds no index.sqlite")
-    sources = [str(s) for s in args.sources] or list(meta.get("sources") or [])
-    sources += [str(s) for s in args.add]
-    if not sources:
-        raise PersonSearchError(f"index {args.index} records no sources; give SOURCES")
-    checkpoint = args.checkpoint
-    if checkpoint is None:
-        if not meta.get("checkpoint"):
-            raise PersonSearchError(f"index {args.index} records no checkpoint; give --checkpoint")
-        checkpoint = Path(meta["checkpoint"])
-        if not checkpoint.exists():  # a checkpoint file, or an exported model's folder
-            raise PersonSearchError(
-                f"index {args.index} was built with checkpoint {checkpoint}, which does not exist; give --checkpoint"
-            )
-    fps = args.fps if args.fps is not None else float(meta.get("fps") or 1.0)
-    det = args.det_thresh if args.det_thresh is not None else meta.get("det_thresh")
-    det = 0.5 if det is None else float(det)
-    return _build(args, args.index, sources, checkpoint, fps, det)
+    job = update_job(args.index, args.sources, args.add, args.checkpoint, args.fps, args.det_thresh)
+    return _build(args, job)
 
 
 def run_info(args: argparse.Namespace) -> int:

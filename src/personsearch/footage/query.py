@@ -2,13 +2,12 @@
 against every indexed detection, with filters, a printed table, JSON and visual reports.
 
 :func:`search_index` is the library call (:meth:`personsearch.Searcher.query` uses it);
-:func:`run_query` is ``personsearch query`` without the argument parsing.
+:func:`personsearch.footage.query_run.run_query` is ``personsearch query`` without the argument parsing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from personsearch.errors import PersonSearchError
-from personsearch.footage.images import ImageLike, check_box, describe, format_box, to_rgb
+from personsearch.footage.images import ImageLike, check_box, describe, to_rgb
 
 if TYPE_CHECKING:
     from personsearch.footage.detections import Detections
@@ -109,13 +108,13 @@ def people(searcher: Searcher, image: ImageLike) -> Detections:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# the command
+# checks and formatting shared by the query command and the web app
 
 
 def resolve_checkpoint(index: GalleryIndex, index_path: str | os.PathLike[str], checkpoint: str | None) -> str:
     """The checkpoint to query ``index`` with (``checkpoint``, else the one recorded in the index), after
     checking it is the model that built the index."""
-    from personsearch.footage.searcher import checkpoint_id
+    from personsearch.export.runtime import model_id as model_id_of
 
     if checkpoint is None:
         checkpoint = index.checkpoint
@@ -125,7 +124,7 @@ def resolve_checkpoint(index: GalleryIndex, index_path: str | os.PathLike[str], 
             raise PersonSearchError(
                 f"index {index_path} was built with checkpoint {checkpoint}, which does not exist; give --checkpoint"
             )
-    model_id = checkpoint_id(checkpoint)
+    model_id = model_id_of(checkpoint)
     if model_id != index.model_id:
         raise PersonSearchError(
             f"index {index_path} was built with model {index.model_id[:12]}, checkpoint {checkpoint} is {model_id[:12]}"
@@ -170,133 +169,3 @@ def format_people(found: Detections) -> str:
     for n, (box, score) in enumerate(zip(found.boxes, found.scores, strict=True), start=1):
         lines.append(f"  {n:>3}  box {','.join(f'{v:.0f}' for v in box)}  score {score:.3f}")
     return "\n".join(lines)
-
-
-def _default_people_picture(image: Path, report: Path | None) -> Path:
-    name = f"{image.stem}.people.png"
-    return (report.parent if report is not None else Path.cwd()) / name
-
-
-def run_query(
-    index_path: Path,
-    *,
-    image: Path | None = None,
-    box: Sequence[float] | None = None,
-    pick: str | int | None = None,
-    crop: Path | None = None,
-    checkpoint: str | None = None,
-    device: str = "auto",
-    backend: str = "torch",
-    det_thresh: float | None = None,
-    top_k: int = 20,
-    sources: Sequence[str] | None = None,
-    time_range: tuple[float, float] | None = None,
-    exclude_query_image: bool | None = None,
-    json_out: Path | None = None,
-    report: Path | None = None,
-    sheet: Path | None = None,
-) -> int:
-    """``personsearch query``: exactly one of ``box`` (with ``image``), ``pick`` (with ``image``; ``"list"``
-    or a number from 1) or ``crop``. Every check that does not need the model runs before it loads."""
-    from personsearch.footage.report import write_contact_sheet, write_html_report
-    from personsearch.footage.searcher import Searcher
-    from personsearch.footage.store import GalleryIndex
-    from personsearch.outputs import check_output_file, write_text
-
-    modes = [m for m, v in (("--box", box), ("--pick", pick), ("--crop", crop)) if v is not None]
-    if len(modes) != 1:
-        raise PersonSearchError(
-            "give one query: --image IMG --box x1,y1,x2,y2, --image IMG --pick [N], or --crop PERSON.jpg"
-        )
-    if crop is not None and image is not None:
-        raise PersonSearchError("--crop is the whole query image; do not combine it with --image")
-    if crop is None and image is None:
-        raise PersonSearchError(f"{modes[0]} needs --image (the query image)")
-    listing = pick == "list"
-    query_path = Path(crop if crop is not None else image)  # type: ignore[arg-type]
-    for path, option in ((json_out, "--json"), (report, "--report"), (sheet, "--sheet")):
-        check_output_file(path, option)
-    people_picture = None
-    if listing:
-        people_picture = sheet or _default_people_picture(query_path, report)
-        check_output_file(people_picture, "--sheet")
-    array = to_rgb(query_path)  # an unreadable query image is a one-line error naming it
-    height, width = array.shape[:2]
-    if box is not None:
-        box = check_box(box, query_path, (width, height), "--box")
-    with GalleryIndex.open(index_path) as index:
-        checkpoint = resolve_checkpoint(index, index_path, checkpoint)
-        if det_thresh is None:  # the threshold the index was built with
-            recorded = index.info().get("det_thresh")
-            det_thresh = 0.5 if recorded is None else float(recorded)
-        searcher = Searcher.from_checkpoint(checkpoint, device, det_thresh=det_thresh, backend=backend)
-        if pick is not None:
-            found = people(searcher, array)
-            if listing:
-                return _list_people(found, array, query_path, people_picture, json_out)
-            if len(found) == 0:
-                raise PersonSearchError(
-                    f"--pick: no person detected in {query_path} (score >= {det_thresh:g}); "
-                    "give --box, or a lower --det-thresh"
-                )
-            number = int(pick)
-            if not 1 <= number <= len(found):
-                raise PersonSearchError(
-                    f"--pick {number}: {query_path} has {len(found)} detected "
-                    f"{'person' if len(found) == 1 else 'people'}, numbered 1 to {len(found)} (see --pick list)"
-                )
-            box = [float(v) for v in found.boxes[number - 1]]
-        result = search_index(
-            searcher,
-            index,
-            query_path,
-            box,
-            top_k,
-            sources=sources,
-            time_range=time_range,
-            exclude_query_image=exclude_query_image,
-            index_name=index_path,
-        )
-        mode = "crop" if crop is not None else ("pick" if pick is not None else "box")
-        what = f"{query_path} box {format_box([round(v, 1) for v in result.box])}"
-        print(f"query: {what} ({mode}); top {len(result.hits)} of index {index_path}")
-        if result.excluded:
-            print("(hits from the query image itself left out; --include-query-image keeps them)")
-        print(format_hits(result.hits) if result.hits else "no hits")
-        if json_out is not None:
-            payload = {
-                "index": str(index_path),
-                "model_id": index.model_id,
-                "query": {"image": str(query_path), "box": result.box, "mode": mode},
-                "hits": [hit_dict(h) for h in result.hits],
-            }
-            write_text(json_out, json.dumps(payload, indent=2) + "\n", "JSON file")
-            print(f"JSON: {json_out}")
-        title = f"{query_path.name}: top {len(result.hits)}"
-        if report is not None:
-            write_html_report(report, result.image, result.box, result.hits, index.read_image, title=title,
-                              query_name=str(query_path))  # fmt: skip
-            print(f"report: {report}")
-        if sheet is not None:
-            write_contact_sheet(sheet, result.image, result.box, result.hits, index.read_image, title=title)
-            print(f"contact sheet: {sheet}")
-    return 0
-
-
-def _list_people(found: Detections, array: np.ndarray, query_path: Path, picture: Path, json_out: Path | None) -> int:
-    from personsearch.footage.report import write_people_picture
-    from personsearch.outputs import write_text
-
-    print(f"{query_path}: {format_people(found)}")
-    write_people_picture(picture, array, found.boxes, found.scores)
-    print(f"picture: {picture}")
-    if len(found):
-        print(f"query one of them with --pick N (1 to {len(found)})")
-    if json_out is not None:
-        rows = [
-            {"number": n, "box": [float(v) for v in b], "score": float(s)}
-            for n, (b, s) in enumerate(zip(found.boxes, found.scores, strict=True), start=1)
-        ]
-        write_text(json_out, json.dumps({"image": str(query_path), "people": rows}, indent=2) + "\n", "JSON file")
-        print(f"JSON: {json_out}")
-    return 0

@@ -7,7 +7,13 @@ import math
 from pathlib import Path
 
 from personsearch.argtypes import box_xyxy, positive_int, probability
-from personsearch.argtypes import device as device_name
+from personsearch.commandline import (
+    add_backend_option,
+    add_checkpoint_option,
+    add_command,
+    add_device_option,
+    add_index_option,
+)
 
 
 def _pick(text: str) -> str | int:
@@ -29,19 +35,39 @@ def _time_range(text: str) -> tuple[float, float]:
     return values[0], values[1]
 
 
+DESCRIPTION = """Rank every person of a gallery index by similarity to one query person: a box in an image
+(--image IMG --box x1,y1,x2,y2), one of the people detected in an image (--image IMG --pick N; --pick alone lists
+and numbers them on a picture), or a picture of just the person (--crop PERSON.jpg). Prints rank, image path,
+video timestamp, box, detection score and similarity; optionally writes them as JSON, a self-contained HTML
+report and a PNG contact sheet."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "query",
-        help="find one person in a gallery index (personsearch index build)",
-        description="Rank every person of a gallery index by similarity to one query person: a box in an "
-        "image (--image IMG --box x1,y1,x2,y2), one of the people detected in an image (--image IMG --pick "
-        "N; --pick alone lists and numbers them on a picture), or a picture of just the person (--crop "
-        "PERSON.jpg). Prints rank, image path, video timestamp, box, detection score and similarity; "
-        "optionally writes them as JSON, a self-contained HTML report and a PNG contact sheet.",
+    summary = "find one person in a gallery index (personsearch index build)"
+    p = add_command(subparsers, "query", run_query, help=summary, description=DESCRIPTION)
+    add_index_option(p)
+    _add_query_person(p)
+    add_checkpoint_option(
+        p,
+        "trained model (default: the one the index was built with; it must be the same model)",
+        metavar="C",
+        as_path=False,
     )
+    add_device_option(p)
+    add_backend_option(p)
     p.add_argument(
-        "--index", required=True, type=Path, metavar="INDEX", help="gallery index (personsearch index build)"
+        "--det-thresh",
+        type=probability,
+        help="--pick: lowest detection score in [0, 1] (default: the index's, else 0.5)",
     )
+    _add_filters(p)
+    p.add_argument("--json", type=Path, metavar="OUT.json", help="write the hits as JSON")
+    p.add_argument("--report", type=Path, metavar="OUT.html", help="write a self-contained HTML report")
+    p.add_argument("--sheet", type=Path, metavar="OUT.png", help="write a PNG contact sheet (--pick list: the people)")
+
+
+def _add_query_person(p: argparse.ArgumentParser) -> None:
+    """``--image`` and one of ``--box``, ``--pick`` or ``--crop``: who to look for."""
     p.add_argument("--image", type=Path, metavar="IMG", help="the query image (with --box or --pick)")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--box", type=box_xyxy, metavar="x1,y1,x2,y2", help="the query person in --image (pixels)")
@@ -55,24 +81,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(--sheet, default IMG.people.png next to --report or here); with N query person N",
     )
     mode.add_argument("--crop", type=Path, metavar="PERSON.jpg", help="the whole image is the query person")
-    p.add_argument(
-        "--checkpoint",
-        metavar="C",
-        help="trained model (default: the one the index was built with; it must be the same model)",
-    )
-    p.add_argument("--device", type=device_name, default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument(
-        "--backend",
-        choices=["torch", "onnxruntime"],
-        default="torch",
-        help="torch (default) | onnxruntime: run the model exported by personsearch export; --checkpoint is then "
-        "its folder (same model_id as the checkpoint, so either backend queries an index built by the other)",
-    )
-    p.add_argument(
-        "--det-thresh",
-        type=probability,
-        help="--pick: lowest detection score in [0, 1] (default: the index's, else 0.5)",
-    )
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    """How many hits, and from where."""
     p.add_argument("--top-k", type=positive_int, default=20, help="hits to return (default 20)")
     p.add_argument(
         "--source",
@@ -98,14 +110,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         const=False,
         help="keep hits from the query image",
     )
-    p.add_argument("--json", type=Path, metavar="OUT.json", help="write the hits as JSON")
-    p.add_argument("--report", type=Path, metavar="OUT.html", help="write a self-contained HTML report")
-    p.add_argument("--sheet", type=Path, metavar="OUT.png", help="write a PNG contact sheet (--pick list: the people)")
-    p.set_defaults(handler=run_query)
 
 
 def run_query(args: argparse.Namespace) -> int:
-    from personsearch.footage.query import run_query as run
+    from personsearch.footage.query_run import run_query as run
 
     return run(
         args.index,

@@ -14,7 +14,6 @@ Images are file paths, PIL images or ``H x W x 3`` ``uint8`` RGB arrays. Embeddi
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from personsearch.engine.checkpoint import checkpoint_id
 from personsearch.errors import PersonSearchError
 from personsearch.footage.detections import Detections
 from personsearch.footage.images import ImageLike, as_image_list, check_box, describe, to_rgb
@@ -31,32 +31,7 @@ if TYPE_CHECKING:
 
     from personsearch.footage.store import GalleryIndex, Hit
 
-__all__ = ["Detections", "Searcher", "checkpoint_id"]
-
-
-def checkpoint_id(path: str | Path) -> str:
-    """The model id of a checkpoint: the SHA-256 (hex) of the file's bytes, read in 1 MiB chunks. For a model
-    exported by ``personsearch export`` (its folder or ``model.json``): the id recorded there, which is its
-    checkpoint's, so an index built with one backend is queried with the other."""
-    path = Path(path)
-    if path.is_dir() or path.name == "model.json":
-        from personsearch.export.runtime import export_meta
-
-        meta = export_meta(path)
-        if meta is not None:
-            return str(meta["model_id"])
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-    except FileNotFoundError:
-        raise PersonSearchError(f"checkpoint {path} does not exist") from None
-    except IsADirectoryError:
-        raise PersonSearchError(f"checkpoint {path} is a folder, not a checkpoint file") from None
-    except OSError as exc:
-        raise PersonSearchError(f"cannot read checkpoint {path} ({exc.strerror or exc})") from None
-    return digest.hexdigest()
+__all__ = ["Detections", "Searcher"]
 
 
 def _normalise(rows: np.ndarray) -> np.ndarray:

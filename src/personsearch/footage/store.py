@@ -33,10 +33,9 @@ import math
 import os
 import re
 import sqlite3
-import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from personsearch.errors import PersonSearchError
+from personsearch.outputs import atomic_file
 
 DB_NAME = "index.sqlite"
 CACHE_DIR = "cache"
@@ -219,40 +219,30 @@ def check_db(conn: sqlite3.Connection, db: Path) -> dict[str, Any]:
 def create_db(db: Path, meta: dict[str, Any]) -> None:
     """Create an empty index database with ``meta`` (written to a temporary file, then renamed: a kill never
     leaves half a schema)."""
-    from personsearch.outputs import remove_stale_temp_files
-
-    db.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(db.parent, [DB_NAME])
-    fd, tmp = tempfile.mkstemp(dir=db.parent, prefix=f".{db.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        conn = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            conn.executescript(SCHEMA)
-            now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            values = {
-                "schema_version": SCHEMA_VERSION,
-                "uuid": uuid.uuid4().hex,
-                "generation": 0,
-                "detections": 0,
-                "images": 0,
-                "created": now,
-                "updated": now,
-                "merged_shards": [],
-                **meta,
-            }
-            conn.execute("BEGIN")
-            set_meta(conn, **values)
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-        _readable(tmp)
-        os.replace(tmp, db)
+        with atomic_file(db) as tmp:
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                conn.executescript(SCHEMA)
+                now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                values = {
+                    "schema_version": SCHEMA_VERSION,
+                    "uuid": uuid.uuid4().hex,
+                    "generation": 0,
+                    "detections": 0,
+                    "images": 0,
+                    "created": now,
+                    "updated": now,
+                    "merged_shards": [],
+                    **meta,
+                }
+                conn.execute("BEGIN")
+                set_meta(conn, **values)
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
     except sqlite3.Error as exc:
         raise db_error(db, exc) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class IndexDB:
@@ -486,14 +476,6 @@ class IndexDB:
         return added
 
 
-def _readable(path: str | Path) -> None:
-    """Give a file made by ``mkstemp`` (mode 0600) the permissions of a newly created file (umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o666 & ~mask)
-
-
 def _remove_db(db: Path) -> None:
     for suffix in ("", "-journal", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
@@ -660,28 +642,15 @@ class Hit:
     detection_id: int = -1
 
 
-def _atomic_save(path: Path, save) -> bool:
-    """Write a cache file through ``save(temp_path)`` and rename it; False (nothing written) on failure."""
-    from personsearch.outputs import remove_stale_temp_files
-
-    tmp = None
+def _atomic_save(path: Path, save: Callable[[Path], object]) -> bool:
+    """Write a cache file through ``save(temp_path)`` with :func:`~personsearch.outputs.atomic_file`; False
+    (nothing written) on failure."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(path.parent, [path.name])
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        save(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        _readable(tmp)
-        os.replace(tmp, path)
-        return True
+        with atomic_file(path) as tmp:
+            save(tmp)
     except (OSError, RuntimeError):
         return False
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    return True
 
 
 def _folder_size(folder: Path) -> int:
@@ -920,7 +889,7 @@ class GalleryIndex:
                     pass
         index = build_ann(self._vectors, kind, self.options)
         if path is not None:
-            _atomic_save(path, lambda tmp: faiss.write_index(index, tmp))
+            _atomic_save(path, lambda tmp: faiss.write_index(index, str(tmp)))
         self._ann, self._ann_kind = index, kind
         return index
 
@@ -1159,11 +1128,11 @@ def index_info(folder: Path, conn: sqlite3.Connection, meta: dict[str, Any], opt
     }
 
 
-def _save_npz(tmp: str, **arrays: np.ndarray) -> None:
+def _save_npz(tmp: str | Path, **arrays: np.ndarray) -> None:
     with open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
 
 
-def _save_npy(tmp: str, array: np.ndarray) -> None:
+def _save_npy(tmp: str | Path, array: np.ndarray) -> None:
     with open(tmp, "wb") as handle:
         np.save(handle, np.ascontiguousarray(array, dtype=F32), allow_pickle=False)

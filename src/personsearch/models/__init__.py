@@ -5,9 +5,9 @@ keys documented in ``CONFIG_DOC``; ``num_classes``: labelled training identities
 
 * ``model.train(); losses = model(images, targets)``: dict with ``loss_rpn_objectness``,
   ``loss_rpn_box``, ``loss_box_cls``, ``loss_box_reg``, ``loss_oim`` (unweighted; the trainer sums).
-  ``model(images, targets, extra_boxes=..., return_outputs=True)`` -> ``(losses, outputs)`` with the
-  Re-ID outputs (embeddings, OIM probabilities) of GT boxes (``outputs["gt"]``) and extra boxes
-  (``outputs["extra"]``), for distillation.
+  ``model(images, targets, extra_boxes=..., return_outputs=True)`` -> ``(losses, outputs)``, a ``TrainOutputs``
+  with the Re-ID outputs (embeddings, OIM probabilities) of GT boxes (``outputs.gt``) and extra boxes
+  (``outputs.extra``), for loss contributors such as distillation.
 * ``model.eval(); model(images)``: list of ``{"boxes", "scores", "embeddings"}`` in input pixels.
 * ``model(images, query_boxes=boxes)`` / ``model.extract_query_features``: query embeddings.
 * ``model.reid_outputs(features, boxes)``: the Re-ID head on any boxes (resized-image pixels).
@@ -15,7 +15,7 @@ keys documented in ``CONFIG_DOC``; ``num_classes``: labelled training identities
 
 from .build import CONFIG_DOC, DEFAULT_MODEL_CONFIG, build_model, merge_config
 from .oim import OIMLoss
-from .person_search import PersonSearchModel, ReIDOutput
+from .person_search import PersonSearchModel, ReIDOutput, TrainOutputs
 
 __all__ = [
     "CONFIG_DOC",
@@ -23,6 +23,7 @@ __all__ = [
     "OIMLoss",
     "PersonSearchModel",
     "ReIDOutput",
+    "TrainOutputs",
     "build_model",
     "merge_config",
 ]

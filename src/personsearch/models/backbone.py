@@ -8,19 +8,39 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torchvision.models import resnet
+from torchvision.models import WeightsEnum, resnet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from personsearch.errors import PersonSearchError
 
-_RESNETS: dict[str, Callable[..., resnet.ResNet]] = {
-    "resnet18": resnet.resnet18,
-    "resnet34": resnet.resnet34,
-    "resnet50": resnet.resnet50,
-    "resnet101": resnet.resnet101,
+
+@dataclass(frozen=True)
+class ResNetArch:
+    """One supported ResNet: its torchvision constructor, its ImageNet weights (``.url``: where torchvision
+    downloads them) and what tells its trunk apart in a state dict (bottleneck blocks, blocks in layer3)."""
+
+    build: Callable[..., resnet.ResNet]
+    imagenet: WeightsEnum
+    bottleneck: bool
+    layer3_blocks: int
+
+
+#: The one table of ResNets (the student's backbone, the Re-ID teacher, the weights and checkpoint checks).
+RESNETS: dict[str, ResNetArch] = {
+    "resnet18": ResNetArch(resnet.resnet18, resnet.ResNet18_Weights.IMAGENET1K_V1, False, 2),
+    "resnet34": ResNetArch(resnet.resnet34, resnet.ResNet34_Weights.IMAGENET1K_V1, False, 6),
+    "resnet50": ResNetArch(resnet.resnet50, resnet.ResNet50_Weights.IMAGENET1K_V1, True, 6),
+    "resnet101": ResNetArch(resnet.resnet101, resnet.ResNet101_Weights.IMAGENET1K_V1, True, 23),
 }
 
-SUPPORTED_ARCHS: tuple[str, ...] = tuple(_RESNETS)
+SUPPORTED_ARCHS: tuple[str, ...] = tuple(RESNETS)
+
+
+def arch_of_blocks(bottleneck: bool, layer3_blocks: int) -> str | None:
+    """The name of the ResNet with these blocks (see :class:`ResNetArch`), or None."""
+    return next(
+        (name for name, a in RESNETS.items() if (a.bottleneck, a.layer3_blocks) == (bottleneck, layer3_blocks)), None
+    )
 
 
 @dataclass
@@ -45,11 +65,20 @@ def _layer_out_channels(layer: nn.Sequential) -> int:
 
 
 def build_resnet(arch: str, frozen_bn: bool = True) -> resnet.ResNet:
-    """A randomly initialised torchvision ResNet, with FrozenBatchNorm2d when ``frozen_bn``."""
-    if arch not in _RESNETS:
+    """A randomly initialised torchvision ResNet, with FrozenBatchNorm2d when ``frozen_bn`` (else trainable
+    BatchNorm2d, torchvision's default)."""
+    if arch not in RESNETS:
         raise PersonSearchError(f"unknown backbone {arch!r}; choose one of {', '.join(SUPPORTED_ARCHS)}")
     norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-    return _RESNETS[arch](weights=None, norm_layer=norm_layer)
+    return RESNETS[arch].build(weights=None, norm_layer=norm_layer)
+
+
+def load_pretrained(net: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Load pretrained (ImageNet-style) weights into ``net``, leaving out what it has no place for (the
+    classifier ``fc.*``, or ``num_batches_tracked`` with FrozenBatchNorm2d); returns the keys of ``net`` the
+    weights lack, the ``num_batches_tracked`` counters aside (files without them load)."""
+    missing, _unexpected = net.load_state_dict(dict(state_dict), strict=False)
+    return [k for k in missing if not k.endswith("num_batches_tracked")]
 
 
 def split_resnet_c4(
@@ -60,8 +89,7 @@ def split_resnet_c4(
     ``freeze_stem`` stops gradients into conv1/bn1 (bn1 is already frozen with FrozenBatchNorm2d).
     """
     if state_dict is not None:
-        missing, _unexpected = net.load_state_dict(dict(state_dict), strict=False)
-        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+        missing = load_pretrained(net, state_dict)
         if missing:
             raise PersonSearchError(
                 f"pretrained weights do not fit the backbone: {len(missing)} missing keys, e.g. {missing[0]}"

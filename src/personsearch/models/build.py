@@ -1,4 +1,8 @@
-"""Build the person search model from a plain nested config dict."""
+"""Build the person search model from a plain nested config dict (the ``model`` section of a config).
+
+Its defaults and the help text of each key live in the config layer, :data:`personsearch.config.DEFAULT_MODEL_CONFIG`
+and :data:`personsearch.config.MODEL_CONFIG_DOC` (here ``DEFAULT_MODEL_CONFIG`` and ``CONFIG_DOC``, as before).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from torchvision.models.detection.rpn import AnchorGenerator, RegionProposalNetw
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import RoIAlign
 
+from personsearch.config import DEFAULT_MODEL_CONFIG
+from personsearch.config import MODEL_CONFIG_DOC as CONFIG_DOC
 from personsearch.errors import ConfigError
 
 from .backbone import build_resnet, split_resnet_c4
@@ -20,105 +26,7 @@ from .person_search import PersonSearchModel
 from .roi_heads import PersonDetectionRoIHeads
 from .weights import resolve_pretrained
 
-#: Paper-style defaults (method.md, "Student"). Every value is a config key; see ``CONFIG_DOC``.
-DEFAULT_MODEL_CONFIG: dict[str, dict[str, Any]] = {
-    "backbone": {"arch": "resnet50", "pretrained": "auto", "frozen_bn": True, "freeze_stem": True},
-    "transform": {
-        "min_size": 900,
-        "max_size": 1500,
-        "pixel_mean": [0.485, 0.456, 0.406],
-        "pixel_std": [0.229, 0.224, 0.225],
-        "size_divisible": 32,
-    },
-    "rpn": {
-        "anchor_sizes": [32, 64, 128, 256, 512],
-        "aspect_ratios": [0.5, 1.0, 2.0],
-        "fg_iou_thresh": 0.7,
-        "bg_iou_thresh": 0.3,
-        "batch_size_per_image": 256,
-        "positive_fraction": 0.5,
-        "pre_nms_top_n_train": 12000,
-        "post_nms_top_n_train": 2000,
-        "pre_nms_top_n_test": 6000,
-        "post_nms_top_n_test": 300,
-        "nms_thresh": 0.7,
-    },
-    "roi": {"output_size": 14, "sampling_ratio": 2},
-    "box_head": {
-        "fg_iou_thresh": 0.5,
-        "bg_iou_thresh": 0.5,
-        "batch_size_per_image": 128,
-        "positive_fraction": 0.5,
-        "bbox_reg_weights": [10.0, 10.0, 5.0, 5.0],
-        "score_thresh": 0.5,
-        "nms_thresh": 0.4,
-        "detections_per_img": 300,
-    },
-    "reid": {
-        "feature": "res4",
-        "roi_output_size": None,
-        "embedding_dim": 256,
-        "pooling": "avg",
-        "train_on_proposals": True,
-        "score_weighted_embeddings": False,
-    },
-    "oim": {
-        "scalar": 30.0,
-        "momentum": 0.5,
-        "queue_size": 5000,
-        "lut_init": "zeros",
-        "classifier_weight": 0.0,
-        "memory_weight": 1.0,
-    },
-}
-
-#: One line per key, for documentation and ``--help`` style listings.
-CONFIG_DOC: dict[str, str] = {
-    "backbone.arch": "resnet18 | resnet34 | resnet50 | resnet101 (C4: stride-16 trunk, layer4 per head)",
-    "backbone.pretrained": "auto (cache, else warn + random init) | imagenet (cache, strict) | none | path",
-    "backbone.frozen_bn": "FrozenBatchNorm2d everywhere in the ResNet (else trainable BatchNorm2d)",
-    "backbone.freeze_stem": "no gradient into conv1/bn1",
-    "transform.min_size": "resized short side (an int, or a list sampled at random in training)",
-    "transform.max_size": "upper bound of the resized long side",
-    "transform.pixel_mean": "per-channel mean subtracted from 0..1 images",
-    "transform.pixel_std": "per-channel std dividing 0..1 images",
-    "transform.size_divisible": "batched image padding multiple",
-    "rpn.anchor_sizes": "anchor sizes in resized-image pixels (one feature level)",
-    "rpn.aspect_ratios": "anchor height/width ratios",
-    "rpn.fg_iou_thresh": "anchor IoU >= this: object",
-    "rpn.bg_iou_thresh": "anchor IoU < this: background",
-    "rpn.batch_size_per_image": "anchors sampled per image for the RPN loss",
-    "rpn.positive_fraction": "fraction of positives among sampled anchors",
-    "rpn.pre_nms_top_n_train": "proposals kept before NMS (training)",
-    "rpn.post_nms_top_n_train": "proposals kept after NMS (training)",
-    "rpn.pre_nms_top_n_test": "proposals kept before NMS (inference)",
-    "rpn.post_nms_top_n_test": "proposals kept after NMS (inference)",
-    "rpn.nms_thresh": "RPN NMS IoU threshold",
-    "roi.output_size": "RoIAlign output size on the stride-16 map (both heads)",
-    "roi.sampling_ratio": "RoIAlign sampling points per bin",
-    "box_head.fg_iou_thresh": "proposal IoU >= this: person (also the Re-ID proposal threshold)",
-    "box_head.bg_iou_thresh": "proposal IoU < this: background",
-    "box_head.batch_size_per_image": "proposals sampled per image for the second stage",
-    "box_head.positive_fraction": "fraction of positives among sampled proposals",
-    "box_head.bbox_reg_weights": "BoxCoder weights (wx, wy, ww, wh)",
-    "box_head.score_thresh": "inference: keep detections with person score >= this",
-    "box_head.nms_thresh": "inference: NMS IoU threshold of the detections",
-    "box_head.detections_per_img": "inference: at most this many detections per image",
-    "reid.feature": "res4 (RoIAlign on the stride-16 trunk output, own res5) | res3 (on the stride-8 map "
-    "before the trunk's last stage, own copies of res4 and res5: twice the resolution for small people)",
-    "reid.roi_output_size": "Re-ID RoIAlign output size; null = roi.output_size x 16 / the feature's stride",
-    "reid.embedding_dim": "Re-ID embedding size (L2-normalised)",
-    "reid.pooling": "avg | max | avgmax global pooling after res5",
-    "reid.train_on_proposals": "OIM also on sampled foreground proposals (labelled with their GT identity)",
-    "reid.score_weighted_embeddings": "inference: gallery embedding x detection score (SeqNet-style); off",
-    "oim.scalar": "OIM logit scale",
-    "oim.momentum": "LUT update lut[y] = normalize(m * lut[y] + (1 - m) * f)",
-    "oim.queue_size": "circular queue of unlabelled features (CUHK-SYSU 5000, PRW 500)",
-    "oim.lut_init": "zeros (reference OIM) | random (random unit rows: a full-rank target from the start)",
-    "oim.classifier_weight": "weight of an extra learnable cosine classifier over the labelled identities (0 = off)",
-    "oim.memory_weight": "weight of the OIM memory (LUT + queue) cross-entropy; 0 = the classifier alone (the LUT is "
-    "still updated for distillation's class probabilities)",
-}
+__all__ = ["CONFIG_DOC", "DEFAULT_MODEL_CONFIG", "build_model", "merge_config"]
 
 
 def merge_config(cfg: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .norm import batch_norm_rows
+
 POOLINGS = ("avg", "max", "avgmax")
 
 
@@ -54,17 +56,5 @@ class ReIDHead(nn.Module):
         if roi_features.shape[0] == 0:
             return roi_features.new_zeros((0, self.embedding_dim))
         x = self.projection(_global_pool(self.res5(roi_features), self.pooling)).float()
-        x = self._batch_norm(x)
+        x = batch_norm_rows(self.bn, x, self.training)
         return F.normalize(x, dim=1)
-
-    def _batch_norm(self, x: Tensor) -> Tensor:
-        # Batch statistics need two rows; a single row in training falls back to the running stats.
-        if self.training and x.shape[0] < 2:
-            bn = self.bn
-            return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
-        return self.bn(x)
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters of ``module`` (only those requiring grad when ``trainable_only``)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -1,6 +1,7 @@
 """Online instance matching (OIM) loss: a lookup table of labelled identities plus a circular queue.
 
-Labels: ``0..K-1`` for labelled identities, ``-1`` (or any negative value) for unlabelled people.
+Labels: ``0..K-1`` for labelled identities, ``-1`` (:data:`personsearch.data.annotations.UNLABELED`, or any
+negative value) for unlabelled people.
 The memory (``lut`` [K, D], ``cq`` [Q, D], ``cq_ptr``) is stored as buffers, so it is saved with the
 model. All memory math runs in fp32 with autocast disabled. When ``torch.distributed`` is
 initialised, the features and labels of every rank are gathered before the memory update, so the
@@ -14,7 +15,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-UNLABELLED = -1
 #: How the lookup table starts. ``zeros`` (the reference OIM): no gradient until rows are written, and then
 #: only within the span of the stored features, so an embedding that starts collapsed (random weights) stays
 #: in a few directions. ``random``: random unit rows, a full-rank target from the first iteration.

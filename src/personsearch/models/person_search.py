@@ -34,6 +34,20 @@ class ReIDOutput:
         return self.embeddings.split(self.counts), self.probabilities.split(self.counts)
 
 
+@dataclass
+class TrainOutputs:
+    """What a training forward pass exposes besides its losses (``return_outputs=True``), for loss
+    contributors such as distillation. Boxes and sizes are in resized-image pixels unless named original."""
+
+    gt: ReIDOutput  # the ground-truth boxes of every image, in order
+    gt_labels: Tensor  # [N] class index of each ground-truth box (-1: unlabelled)
+    features: dict[str, Tensor]  # the backbone's feature maps
+    image_sizes: list[tuple[int, int]]  # (h, w) of each resized image
+    original_sizes: list[tuple[int, int]]  # (h, w) of each input image
+    targets: list[dict[str, Tensor]]  # the targets resized with the images
+    extra: ReIDOutput | None = None  # the ``extra_boxes`` passed to the forward pass, if any
+
+
 def check_targets(targets: list[dict[str, Tensor]]) -> None:
     """Every target has ``boxes`` [N, 4] with positive width and height and ``labels`` [N]."""
     for i, t in enumerate(targets):
@@ -146,7 +160,7 @@ class PersonSearchModel(nn.Module):
         query_boxes: list[Tensor] | None = None,
         extra_boxes: list[Tensor] | None = None,
         return_outputs: bool = False,
-    ) -> dict[str, Tensor] | tuple[dict[str, Tensor], dict[str, object]] | list[dict[str, Tensor]] | list[Tensor]:
+    ) -> dict[str, Tensor] | tuple[dict[str, Tensor], TrainOutputs] | list[dict[str, Tensor]] | list[Tensor]:
         """Losses (train), detections (eval) or query embeddings (``query_boxes``); see the class doc."""
         if query_boxes is not None:
             return self.extract_query_features(images, query_boxes)
@@ -162,8 +176,8 @@ class PersonSearchModel(nn.Module):
         images: list[Tensor],
         targets: list[dict[str, Tensor]],
         extra_boxes: list[Tensor] | None = None,
-    ) -> tuple[dict[str, Tensor], dict[str, object]]:
-        """All training losses, plus the Re-ID outputs of GT (and ``extra_boxes``) for distillation."""
+    ) -> tuple[dict[str, Tensor], TrainOutputs]:
+        """All training losses, plus the Re-ID outputs of GT (and ``extra_boxes``) for loss contributors."""
         check_targets(targets)
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         image_list, resized = self.transform(images, targets)
@@ -186,17 +200,19 @@ class PersonSearchModel(nn.Module):
             **det_losses,
             "loss_oim": loss_oim,
         }
-        outputs: dict[str, object] = {
-            "gt": gt,
-            "gt_labels": gt_labels,
-            "features": features,
-            "image_sizes": image_list.image_sizes,
-            "original_sizes": original_sizes,
-            "targets": resized,
-        }
+        extra = None
         if extra_boxes is not None:
-            extra = self.resize_boxes_to(extra_boxes, original_sizes, image_list.image_sizes)
-            outputs["extra"] = self.reid_outputs(features, extra)
+            resized_extra = self.resize_boxes_to(extra_boxes, original_sizes, image_list.image_sizes)
+            extra = self.reid_outputs(features, resized_extra)
+        outputs = TrainOutputs(
+            gt=gt,
+            gt_labels=gt_labels,
+            features=features,
+            image_sizes=list(image_list.image_sizes),
+            original_sizes=original_sizes,
+            targets=resized,
+            extra=extra,
+        )
         return losses, outputs
 
     def _reid_training_boxes(

@@ -7,21 +7,10 @@ import warnings
 from pathlib import Path
 
 import torch
-from torchvision.models import (
-    ResNet18_Weights,
-    ResNet34_Weights,
-    ResNet50_Weights,
-    ResNet101_Weights,
-)
 
 from personsearch.errors import PersonSearchError
 
-_IMAGENET_URLS: dict[str, str] = {
-    "resnet18": ResNet18_Weights.IMAGENET1K_V1.url,
-    "resnet34": ResNet34_Weights.IMAGENET1K_V1.url,
-    "resnet50": ResNet50_Weights.IMAGENET1K_V1.url,
-    "resnet101": ResNet101_Weights.IMAGENET1K_V1.url,
-}
+from .backbone import RESNETS
 
 #: Values of ``backbone.pretrained`` that are not file paths.
 AUTO, IMAGENET, NONE = "auto", "imagenet", "none"
@@ -29,9 +18,9 @@ AUTO, IMAGENET, NONE = "auto", "imagenet", "none"
 
 def imagenet_url(arch: str) -> str:
     """The URL torchvision downloads the ImageNet weights of ``arch`` from."""
-    if arch not in _IMAGENET_URLS:
+    if arch not in RESNETS:
         raise PersonSearchError(f"no ImageNet weights known for backbone {arch!r}")
-    return _IMAGENET_URLS[arch]
+    return RESNETS[arch].imagenet.url
 
 
 def torchvision_cache_path(arch: str) -> Path:

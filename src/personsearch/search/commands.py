@@ -5,10 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from personsearch.argtypes import box_xyxy, gallery_size, non_negative_int, positive_int, probability, seed
-from personsearch.argtypes import device as device_name
-from personsearch.data import DATASETS
+from personsearch.commandline import add_checkpoint_option, add_command, add_dataset_options, add_device_option
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from personsearch.search.index import Hit
+
+SEARCH_DESCRIPTION = """Rank the gallery detections of a results file for one query (cosine similarity) and draw
+the query and its top hits into a PNG: green = the query person (IoU >= 0.5 with the annotated box), red =
+someone else. The query is the dataset's query N, or an arbitrary box (--image/--box) embedded by the model of
+--checkpoint."""
+
+DEMO_DESCRIPTION = """Evaluate a results file at every standard setting next to the same detections with random
+unit-norm features (fixed seed), print both side by side, and draw one query's top hits."""
 
 
 def check_box(box: list[float], image: Path, size: tuple[int, int]) -> list[float]:
@@ -21,8 +34,8 @@ def check_box(box: list[float], image: Path, size: tuple[int, int]) -> list[floa
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, choices=DATASETS, help="dataset format")
-    p.add_argument("--root", required=True, type=Path, help="dataset root folder")
+    """The dataset, the gallery searched, how many hits and the picture: the options of both commands."""
+    add_dataset_options(p)
     p.add_argument(
         "--det-thresh", type=probability, default=0.5, help="ignore detections scoring below, in [0, 1] (default 0.5)"
     )
@@ -37,53 +50,43 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="VIS.png", help="picture to write")
 
 
+def _add_query_option(p: argparse.ArgumentParser, automatic: bool) -> None:
+    """``--query N``: the dataset's query to rank; ``automatic``: -1 (the default) picks one."""
+    if automatic:
+        text = "query to draw; -1 (default): the first query whose top-1 hit is correct, else 0"
+        p.add_argument("--query", type=_query_or_auto, default=-1, help=text)
+    else:
+        p.add_argument(
+            "--query", type=non_negative_int, default=0, help="query index in the dataset's query order (default 0)"
+        )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "search",
-        help="rank one query over the gallery and draw its top hits",
-        description="Rank the gallery detections of a results file for one query (cosine similarity) and "
-        "draw the query and its top hits into a PNG: green = the query person (IoU >= 0.5 with the "
-        "annotated box), red = someone else. The query is the dataset's query N, or an arbitrary box "
-        "(--image/--box) embedded by the model of --checkpoint.",
-    )
+    summary = "rank one query over the gallery and draw its top hits"
+    p = add_command(subparsers, "search", run_search, help=summary, description=SEARCH_DESCRIPTION)
     _common(p)
-    p.add_argument("--checkpoint", type=Path, help="trained model (needed for --image/--box, or without --results)")
+    add_checkpoint_option(p, "trained model (needed for --image/--box, or without --results)")
     p.add_argument(
         "--results",
         type=Path,
         metavar="R.npz",
         help="results file of the model (personsearch infer); without it, inference runs first",
     )
-    p.add_argument(
-        "--query", type=non_negative_int, default=0, help="query index in the dataset's query order (default 0)"
-    )
+    _add_query_option(p, automatic=False)
     p.add_argument("--image", type=Path, help="an arbitrary query image (with --box)")
     p.add_argument(
         "--box", type=box_xyxy, metavar="x1,y1,x2,y2", help="the query box in --image (pixels; clipped to the image)"
     )
-    p.add_argument(
-        "--device", type=device_name, default="auto", help="auto | cpu | cuda | cuda:N (for the model; default auto)"
-    )
+    add_device_option(p, "for the model; default auto")
     p.add_argument("--json", type=Path, metavar="HITS.json", help="also write the ranked hits as JSON")
-    p.set_defaults(handler=run_search)
 
-    d = subparsers.add_parser(
-        "demo-report",
-        help="a results file's metrics next to random embeddings, and one drawn query",
-        description="Evaluate a results file at every standard setting next to the same detections with "
-        "random unit-norm features (fixed seed), print both side by side, and draw one query's top hits.",
-    )
+    summary = "a results file's metrics next to random embeddings, and one drawn query"
+    d = add_command(subparsers, "demo-report", run_demo_report, help=summary, description=DEMO_DESCRIPTION)
     _common(d)
     d.add_argument("--results", type=Path, required=True, metavar="R.npz", help="results file (personsearch infer)")
     d.add_argument("--seed", type=seed, default=0, help="seed of the random embeddings (default 0)")
-    d.add_argument(
-        "--query",
-        type=_query_or_auto,
-        default=-1,
-        help="query to draw; -1 (default): the first query whose top-1 hit is correct, else 0",
-    )
+    _add_query_option(d, automatic=True)
     d.add_argument("--json", type=Path, metavar="REPORT.json", help="write both columns as JSON")
-    d.set_defaults(handler=run_demo_report)
 
 
 def _query_or_auto(text: str) -> int:
@@ -102,54 +105,23 @@ def _check_outputs(args: argparse.Namespace) -> None:
     check_output_file(args.json, "--json")
 
 
-def _draw(render, qpath, qbox, hits, gallery_paths, out: Path, title: str) -> None:
-    """``render_ranking``; a failed write of the picture (a full disk) is one line naming it."""
-    from personsearch.errors import PersonSearchError
+def _write_json(path: Path, payload: dict) -> None:
+    from personsearch.outputs import write_text
 
-    try:
-        render(qpath, qbox, hits, gallery_paths, out, title=title)
-    except OSError as exc:
-        raise PersonSearchError(f"cannot write picture {out} ({exc.strerror or exc})") from None
+    write_text(path, json.dumps(payload, indent=2) + "\n", "JSON file")
 
 
-def _load(args: argparse.Namespace):
-    from personsearch.data import load_dataset
-
-    return load_dataset(args.dataset, args.root)
-
-
-def _results(args: argparse.Namespace, data):
-    from personsearch.errors import PersonSearchError
-    from personsearch.evaluation import load_results, make_results
-
-    if args.results:
-        return load_results(args.results, data)
-    if not args.checkpoint:
-        raise PersonSearchError("give --results (a results file) or --checkpoint (to run inference first)")
-    from personsearch.engine.inference import run_inference
-    from personsearch.engine.loading import load_trained_model
-
-    model, _, device = load_trained_model(args.checkpoint, args.device)
-    return make_results(**run_inference(model, data, device, progress=True))
-
-
-def _embed_box(args: argparse.Namespace, expected_dim: int):
-    """The model's query embedding of ``--box`` in ``--image`` (:meth:`personsearch.Searcher.embed`)."""
+def _embed_box(args: argparse.Namespace, box: list[float]) -> np.ndarray:
+    """The model's query embedding of ``box`` in ``--image`` (:meth:`personsearch.Searcher.embed`)."""
     from personsearch.errors import PersonSearchError
     from personsearch.footage.searcher import Searcher
 
     if not args.checkpoint:
         raise PersonSearchError("--image/--box needs --checkpoint (the model that embeds the box)")
-    feature = Searcher.from_checkpoint(args.checkpoint, args.device).embed(args.image, [args.box])[0]
-    if feature.shape[0] != expected_dim:
-        raise PersonSearchError(
-            f"the model's embedding has {feature.shape[0]} dimensions but the results' "
-            f"{expected_dim}: use the results file of the same model"
-        )
-    return feature
+    return Searcher.from_checkpoint(args.checkpoint, args.device).embed(args.image, [box])[0]
 
 
-def _print_hits(hits) -> None:
+def _print_hits(hits: list[Hit]) -> None:
     for h in hits:
         mark = {True: "correct", False: "wrong", None: "?"}[h.correct]
         box = ",".join(f"{v:.0f}" for v in h.box)
@@ -157,79 +129,60 @@ def _print_hits(hits) -> None:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    import numpy as np
-
+    from personsearch.data import load_dataset
     from personsearch.errors import PersonSearchError
-    from personsearch.search.draw import render_ranking
-    from personsearch.search.index import GalleryIndex, identify_box, mark_correct
+    from personsearch.search import ranking
+    from personsearch.search.index import GalleryIndex
 
     if (args.image is None) != (args.box is None):
         raise PersonSearchError("--image and --box go together")
+    box = None
     if args.image is not None:
         from personsearch.data.images import read_image_size
 
-        args.box = check_box(args.box, args.image, read_image_size(args.image))
+        box = check_box(args.box, args.image, read_image_size(args.image))
     _check_outputs(args)
-    data = _load(args)
-    index = GalleryIndex.from_results(_results(args, data), data, args.det_thresh)
-    if args.image is not None:
-        feature = _embed_box(args, index.query_features.shape[1])
-        pid = identify_box(data, args.image.name, np.asarray(args.box))
-        images = np.asarray([i for i, r in enumerate(data.gallery) if r.name != args.image.name], dtype=np.int64)
-        hits = mark_correct(index.rank(feature, args.top, images), data, pid)
-        qpath, qbox, what = args.image, args.box, f"{args.image.name} box {args.box}"
+    data = load_dataset(args.dataset, args.root)
+    results = ranking.dataset_results(data, args.results, args.checkpoint, args.device)
+    index = GalleryIndex.from_results(results, data, args.det_thresh)
+    if box is not None:
+        found = ranking.rank_image_box(index, _embed_box(args, box), args.image, box, args.top)
     else:
-        hits = index.search(args.query, args.top, args.gallery_size, args.cross_camera)
-        q = data.queries[args.query]
-        qpath, qbox, what = q.path, q.box, f"query {args.query} ({q.name}, identity {q.pid})"
-    whole = args.image is not None or args.gallery_size in (None, -1)
+        found = ranking.rank_dataset_query(index, args.query, args.top, args.gallery_size, args.cross_camera)
+    whole = box is not None or args.gallery_size in (None, -1)
     where = "whole gallery" if whole else f"TestG{args.gallery_size}"
-    title = f"{what}: top {len(hits)} in the {where} ({len(index)} detections >= {args.det_thresh} in all)"
-    _draw(render_ranking, qpath, qbox, hits, [r.path for r in data.gallery], args.out, title)
+    title = f"{found.what}: top {len(found.hits)} in the {where} ({len(index)} detections >= {args.det_thresh} in all)"
+    ranking.draw_ranking(found, data, args.out, title)
     print(title)
-    _print_hits(hits)
+    _print_hits(found.hits)
     print(f"picture: {args.out}")
     if args.json:
-        from personsearch.outputs import write_text
-
-        payload = {"query": what, "hits": [h.as_dict() for h in hits]}
-        write_text(args.json, json.dumps(payload, indent=2) + "\n", "JSON file")
-    return 0
-
-
-def _pick_query(index, args: argparse.Namespace) -> int:
-    if args.query >= 0:
-        return args.query
-    for q in range(len(index.data.queries)):
-        hits = index.search(q, 1, args.gallery_size, args.cross_camera)
-        if hits and hits[0].correct:
-            return q
+        _write_json(args.json, {"query": found.what, "hits": [h.as_dict() for h in found.hits]})
     return 0
 
 
 def run_demo_report(args: argparse.Namespace) -> int:
+    from personsearch.data import load_dataset
     from personsearch.evaluation import load_results
-    from personsearch.outputs import write_text
+    from personsearch.search import ranking
     from personsearch.search.compare import compare_with_random, format_comparison
-    from personsearch.search.draw import render_ranking
     from personsearch.search.index import GalleryIndex
 
     _check_outputs(args)
-    data = _load(args)
+    data = load_dataset(args.dataset, args.root)
     results = load_results(args.results, data)
     report = compare_with_random(data, results, args.det_thresh, args.seed)
     print(format_comparison(report))
     if args.json:
-        write_text(args.json, json.dumps(report, indent=2) + "\n", "JSON file")
+        _write_json(args.json, report)
     index = GalleryIndex.from_results(results, data, args.det_thresh)
-    query = _pick_query(index, args)
-    hits = index.search(query, args.top, args.gallery_size, args.cross_camera)
-    q = data.queries[query]
+    query = args.query if args.query >= 0 else ranking.first_correct_query(index, args.gallery_size, args.cross_camera)
+    found = ranking.rank_dataset_query(index, query, args.top, args.gallery_size, args.cross_camera)
     where = "whole gallery" if args.gallery_size in (None, -1) else f"TestG{args.gallery_size} gallery"
-    title = f"query {query} ({q.name}, identity {q.pid}): top {len(hits)} in its {where}"
-    _draw(render_ranking, q.path, q.box, hits, [r.path for r in data.gallery], args.out, title)
+    title = f"{found.what}: top {len(found.hits)} in its {where}"
+    ranking.draw_ranking(found, data, args.out, title)
     print()
     print(title + " (green = the query person, red = someone else)")
-    _print_hits(hits)
+    _print_hits(found.hits)
     print(f"picture: {args.out}")
     return 0

@@ -42,11 +42,10 @@ def _zero_search() -> dict[str, float]:
 
 def settings(data: PersonSearchData) -> list[tuple[str, dict[str, Any]]]:
     """The standard settings: CUHK-SYSU at each gallery size present plus the full set; PRW with and
-    without the query camera's frames."""
-    if data.name == "cuhk-sysu":
-        sizes = [s for s in data.protocol_sizes if s > 0] + [-1]
-        return [("full" if s == -1 else f"gallery {s}", {"gallery_size": s}) for s in sizes]
-    return [("all frames", {"gallery_size": -1}), ("cross-camera", {"gallery_size": -1, "cross_camera": True})]
+    without the query camera's frames (the protocol's ``standard_settings``)."""
+    from personsearch.evaluation.protocols import protocol_for
+
+    return protocol_for(data).standard_settings(data)
 
 
 def search_metrics(data: PersonSearchData, results, det_thresh: float = 0.5) -> tuple[list[dict], str | None]:

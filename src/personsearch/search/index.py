@@ -95,14 +95,20 @@ class GalleryIndex:
         CUHK-SYSU with ``gallery_size`` N: that query's images of ``TestG{N}.mat``; otherwise (or with -1 /
         ``None``) every gallery image. PRW: every frame, without the query camera's frames when
         ``cross_camera``. The query's own image is always left out (a ``TestG`` row may list it; finding
-        the query box itself is no search).
+        the query box itself is no search). ``cross_camera`` on a dataset without cameras (CUHK-SYSU) raises
+        :class:`PersonSearchError`.
         """
+        from personsearch.evaluation.protocols import FULL_GALLERY, protocol_for
+
         data = self.data
+        spec = protocol_for(data)
         q = data.queries[self._check_query(query)]
-        if data.name == "cuhk-sysu" and gallery_size not in (None, -1):
-            images = protocol_gallery(data, query, int(gallery_size))
-            return np.asarray([i for i in images.tolist() if data.gallery[i].name != q.name], dtype=np.int64)
-        keep = [i for i, r in enumerate(data.gallery) if r.name != q.name]
+        spec.check_settings(None, cross_camera)  # the camera rule only: no camera, no cross-camera search
+        if spec.has_gallery_sizes and gallery_size not in (None, FULL_GALLERY):
+            images = protocol_gallery(data, query, int(gallery_size)).tolist()
+        else:
+            images = range(len(data.gallery))
+        keep = [i for i in images if not (spec.excludes_query_image and data.gallery[i].name == q.name)]
         if cross_camera:
             keep = [i for i in keep if data.gallery[i].cam_id != q.cam_id]
         return np.asarray(keep, dtype=np.int64)

@@ -28,12 +28,12 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -41,6 +41,9 @@ from PIL import Image, ImageDraw
 from pydantic import BaseModel, Field
 
 from personsearch.errors import PersonSearchError
+from personsearch.footage.query import format_timestamp, people, resolve_checkpoint, search_index
+from personsearch.footage.searcher import Searcher
+from personsearch.footage.store import GalleryIndex, Hit, connect, read_info, resolve_index
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: Default upload limit of ``personsearch serve`` (``--max-upload-mb 20``).
@@ -313,6 +316,303 @@ class BodyLimit:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# what the routes share
+
+
+@dataclass
+class ServeContext:
+    """The state every route of one app works on: the open index and model, the upload cache, the limits,
+    and the lock that lets one forward pass or search run at a time (the model and faiss index are shared)."""
+
+    index: GalleryIndex
+    searcher: Searcher
+    index_path: Path
+    checkpoint: str
+    db: Path
+    uploads: UploadCache
+    max_upload_bytes: int
+    max_pixels: int
+    model_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def indexed(self, image_id: int) -> np.ndarray:
+        """The pixels of indexed image ``image_id`` (a 404 when there is none)."""
+        try:
+            return self.index.read_image(image_id)
+        except PersonSearchError as exc:
+            raise HTTPException(404, " ".join(str(exc).split())) from None
+
+    def frame_time(self, image_id: int) -> float | None:
+        """The video timestamp of indexed image ``image_id`` (None for a still image)."""
+        conn = connect(self.db, readonly=True)
+        try:
+            row = conn.execute("SELECT video, timestamp FROM images WHERE id = ?", (image_id,)).fetchone()
+        finally:
+            conn.close()
+        return None if row is None or not row[0] else float(row[1])
+
+
+def open_context(
+    index_path: Path,
+    checkpoint: str | os.PathLike[str] | None,
+    device: str,
+    *,
+    det_thresh: float | None,
+    max_upload_bytes: int,
+    max_pixels: int,
+    cache_items: int,
+) -> ServeContext:
+    """Open the index and load the model that built it (the index is closed again when that fails)."""
+    index = GalleryIndex.open(index_path)
+    try:
+        checkpoint = resolve_checkpoint(index, index_path, None if checkpoint is None else str(checkpoint))
+        if det_thresh is None:
+            recorded = index.info().get("det_thresh")
+            det_thresh = 0.5 if recorded is None else float(recorded)
+        searcher = Searcher.from_checkpoint(checkpoint, device, det_thresh=det_thresh)
+    except BaseException:
+        index.close()
+        raise
+    _, db = resolve_index(index_path)
+    uploads = UploadCache(cache_items)
+    return ServeContext(index, searcher, index_path, checkpoint, db, uploads, int(max_upload_bytes), max_pixels)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# what the routes do
+
+
+def index_info(ctx: ServeContext) -> dict[str, Any]:
+    """``/api/info``: the index, the model and the limits."""
+    return {
+        "index": read_info(ctx.index_path),
+        "checkpoint": ctx.checkpoint,
+        "model_id": ctx.searcher.model_id,
+        "device": str(ctx.searcher.device),
+        "det_thresh": ctx.searcher.det_thresh,
+        "max_upload_bytes": ctx.max_upload_bytes,
+        "max_pixels": ctx.max_pixels,
+    }
+
+
+def uploaded_image(ctx: ServeContext, file: UploadFile) -> Upload:
+    """A file upload as a query image (too large, not an image: an HTTP error)."""
+    name = os.path.basename(file.filename or "upload")[:120] or "upload"
+    data = file.file.read(ctx.max_upload_bytes + 1)
+    if len(data) > ctx.max_upload_bytes:
+        mib = ctx.max_upload_bytes / (1024 * 1024)
+        raise HTTPException(413, f"{name}: larger than the upload limit of {mib:g} MiB")
+    return Upload(decode_upload(data, name, ctx.max_pixels), name)
+
+
+def indexed_image(ctx: ServeContext, image_id: int) -> Upload:
+    """Indexed image (or video frame) ``image_id`` as a query image."""
+    array = ctx.indexed(image_id)
+    path = ctx.index.image_path(image_id)
+    timestamp = ctx.frame_time(image_id)
+    label = path if timestamp is None else f"{path} @ {format_timestamp(timestamp)}"
+    return Upload(array, label, image_id, path, timestamp is not None)
+
+
+def detect_people(ctx: ServeContext, upload: Upload) -> DetectResponse:
+    """Keep ``upload`` under a new token and detect its people (best score first)."""
+    with ctx.model_lock:
+        found = people(ctx.searcher, upload.image)
+    token = ctx.uploads.add(upload)
+    height, width = upload.image.shape[:2]
+    return DetectResponse(
+        image_token=token,
+        width=width,
+        height=height,
+        people=[Person(box=[float(v) for v in b], score=float(s)) for b, s in zip(found.boxes, found.scores)],
+        image_url=f"/api/uploads/{token}",
+        name=upload.name,
+        image_id=upload.image_id,
+    )
+
+
+def hit_out(rank: int, hit: Hit) -> HitOut:
+    """One ranked hit with the URLs of its thumbnail and of its whole frame."""
+    box = [float(v) for v in hit.box]
+    return HitOut(
+        rank=rank,
+        image_id=hit.image_id,
+        path=hit.path,
+        source=hit.source,
+        timestamp=hit.timestamp,
+        time=format_timestamp(hit.timestamp),
+        frame_index=hit.frame_index,
+        box=box,
+        score=hit.score,
+        similarity=hit.similarity,
+        thumbnail_url=f"/api/images/{hit.image_id}?box={box_param(box)}&thumb=1",
+        image_url=f"/api/images/{hit.image_id}?box={box_param(box)}",
+    )
+
+
+def rank_index(ctx: ServeContext, body: QueryRequest) -> QueryResponse:
+    """``/api/query``: the indexed people most similar to the one in ``body.box``, best first. An indexed
+    query image is left out when asked: a still image by its path, a video frame by its own detections only
+    (so ``SELF_MARGIN`` more hits are asked for)."""
+    upload = ctx.uploads.get(body.image_token)
+    exclude: list[str] = []
+    drop_image = None
+    top_k = body.top_k
+    if body.exclude_query_image and upload.image_id is not None:
+        if upload.video:  # drop only this frame's own detections, not the whole video
+            drop_image, top_k = upload.image_id, top_k + SELF_MARGIN
+        elif upload.path is not None:
+            exclude.append(upload.path)
+    with ctx.model_lock:
+        result = search_index(
+            ctx.searcher,
+            ctx.index,
+            upload.image,
+            body.box,
+            top_k,
+            sources=body.sources,
+            time_range=body.time_range,
+            exclude_paths=exclude,
+            exclude_query_image=False,
+            index_name=ctx.index_path,
+        )
+    hits = [h for h in result.hits if h.image_id != drop_image][: body.top_k]
+    out = [hit_out(rank, hit) for rank, hit in enumerate(hits, start=1)]
+    return QueryResponse(box=[float(v) for v in result.box], hits=out)
+
+
+def list_indexed(db: Path, offset: int, limit: int) -> ImageList:
+    """``/api/images``: the indexed images and video frames by id, ``limit`` from ``offset``."""
+    conn = connect(db, readonly=True)
+    try:
+        total = int(conn.execute("SELECT count(*) FROM images WHERE status = 'ok'").fetchone()[0])
+        rows = conn.execute(
+            "SELECT id, path, video, timestamp, width, height FROM images WHERE status = 'ok' "
+            "ORDER BY id LIMIT ? OFFSET ?",
+            (limit, offset),
+        ).fetchall()
+    finally:
+        conn.close()
+    images = [
+        IndexedImage(image_id=i, path=p, timestamp=t if v else None, width=w, height=h, url=f"/api/images/{i}?thumb=1")
+        for i, p, v, t, w, h in rows
+    ]
+    return ImageList(total=total, offset=offset, images=images)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the routes
+
+PICTURE: dict[int | str, dict[str, Any]] = {200: {"content": {"image/jpeg": {}}, "description": "a JPEG"}, **ERRORS}
+
+
+def search_router(ctx: ServeContext) -> APIRouter:
+    """``/api/info``, ``/api/detect`` and ``/api/query``."""
+    api = APIRouter()
+
+    @api.get("/api/info", summary="The index and the model")
+    def info() -> dict[str, Any]:
+        return index_info(ctx)
+
+    @api.post("/api/detect", response_model=DetectResponse, responses=ERRORS, summary="Detect the people in an image")
+    def detect(
+        file: Annotated[
+            UploadFile | None, File(description="the query image (at most the upload limit, see /api/info)")
+        ] = None,
+        image_id: Annotated[int | None, Form(description="instead of a file: an indexed image's id")] = None,
+    ) -> DetectResponse:
+        """Upload an image (multipart field ``file``) or give an indexed image's ``image_id``; the image is
+        kept under ``image_token`` for ``/api/query`` and its people are detected (best score first)."""
+        if (file is None) == (image_id is None):
+            raise HTTPException(400, "give one query image: a file upload (field 'file') or an 'image_id'")
+        if file is not None:
+            return detect_people(ctx, uploaded_image(ctx, file))
+        assert image_id is not None
+        return detect_people(ctx, indexed_image(ctx, image_id))
+
+    @api.post("/api/query", response_model=QueryResponse, responses=ERRORS, summary="Rank the index for one person")
+    def query(body: QueryRequest) -> QueryResponse:
+        """The ``top_k`` indexed people most similar to the one in ``box`` of the image behind
+        ``image_token``, best first; ``sources`` and ``time_range`` filter the hits."""
+        return rank_index(ctx, body)
+
+    return api
+
+
+def picture_router(ctx: ServeContext) -> APIRouter:
+    """``/api/images``, ``/api/images/{id}`` and ``/api/uploads/{token}``: pictures only from the index and
+    the upload cache."""
+    api = APIRouter()
+
+    @api.get("/api/images", response_model=ImageList, responses=ERRORS, summary="List the indexed images")
+    def list_images(
+        offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> ImageList:
+        """Indexed images and video frames by id (pick one as the query with ``/api/detect``)."""
+        return list_indexed(ctx.db, offset, limit)
+
+    @api.get("/api/images/{image_id}", responses=PICTURE, response_class=Response, summary="An indexed image")
+    def image(
+        image_id: int,
+        box: Annotated[str | None, Query(max_length=200, description="x1,y1,x2,y2: draw this box")] = None,
+        thumb: Annotated[bool, Query(description="a thumbnail (around the box when one is given)")] = False,
+    ) -> Response:
+        """The JPEG of indexed image (or video frame) ``image_id``, only from the index."""
+        parsed = None if box is None else parse_box(box)
+        data = render(ctx.indexed(image_id), parsed, thumb, f"image {image_id}")
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    @api.get("/api/uploads/{token}", responses=PICTURE, response_class=Response, summary="A kept upload")
+    def upload_image(token: str, box: Annotated[str | None, Query(max_length=200)] = None) -> Response:
+        """The JPEG of a query image kept by ``/api/detect`` (as the server decoded it)."""
+        upload = ctx.uploads.get(token)
+        parsed = None if box is None else parse_box(box)
+        return Response(render(upload.image, parsed, False, upload.name), media_type="image/jpeg")
+
+    return api
+
+
+def add_page(app: FastAPI) -> None:
+    """The page (``/``) and its files (``/static``, only from the package's folder)."""
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def add_safety(app: FastAPI, body_limit: int, allowed_hosts: Sequence[str] | None) -> None:
+    """The body limit, the Host check (when ``allowed_hosts`` is given) and the security headers."""
+    app.add_middleware(BodyLimit, limit=body_limit)
+    if allowed_hosts is not None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        path = request.url.path
+        if path == "/" or path.startswith("/static/"):
+            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        return response
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """A bad request and a user error are a 400 with a one-line ``detail``."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_message(exc)}, status_code=400)
+
+    @app.exception_handler(PersonSearchError)
+    async def user_error(request: Request, exc: PersonSearchError) -> JSONResponse:
+        return JSONResponse({"detail": " ".join(str(exc).split())}, status_code=400)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # the app
 
 
@@ -335,228 +635,33 @@ def create_app(
     headers accepted (None: any; ``serve`` on a loopback address accepts only local names, against DNS
     rebinding).
     """
-    from personsearch.footage.query import format_timestamp, people, resolve_checkpoint, search_index
-    from personsearch.footage.searcher import Searcher
-    from personsearch.footage.store import GalleryIndex, connect, read_info, resolve_index
-
     if int(max_upload_bytes) < 1:
         raise PersonSearchError(f"the upload limit must be positive, got {max_upload_bytes} bytes")
-    index_path = Path(index_path)
-    index = GalleryIndex.open(index_path)
-    try:
-        checkpoint = resolve_checkpoint(index, index_path, None if checkpoint is None else str(checkpoint))
-        if det_thresh is None:
-            recorded = index.info().get("det_thresh")
-            det_thresh = 0.5 if recorded is None else float(recorded)
-        searcher = Searcher.from_checkpoint(checkpoint, device, det_thresh=det_thresh)
-    except BaseException:
-        index.close()
-        raise
-    _, db = resolve_index(index_path)
-    uploads = UploadCache(cache_items)
-    model_lock = threading.Lock()  # one forward pass / search at a time (the model and faiss index are shared)
-    max_upload_bytes = int(max_upload_bytes)
-    max_mib = max_upload_bytes / (1024 * 1024)
-
+    ctx = open_context(
+        Path(index_path),
+        checkpoint,
+        device,
+        det_thresh=det_thresh,
+        max_upload_bytes=int(max_upload_bytes),
+        max_pixels=max_pixels,
+        cache_items=cache_items,
+    )
     app = FastAPI(
         title="personsearch",
         summary="Search a gallery index for a person",
-        description=f"Index `{index_path}`, checkpoint `{checkpoint}`. Upload a query image "
+        description=f"Index `{ctx.index_path}`, checkpoint `{ctx.checkpoint}`. Upload a query image "
         "(`/api/detect`), pick a person or draw a box, and rank the indexed people (`/api/query`).",
         version=_version(),
     )
-    app.state.index = index
-    app.state.searcher = searcher
-    app.state.uploads = uploads
-    app.add_middleware(BodyLimit, limit=max_upload_bytes + BODY_SLACK)
-    if allowed_hosts is not None:
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
-
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        path = request.url.path
-        if path == "/" or path.startswith("/static/"):
-            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
-        return response
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": validation_message(exc)}, status_code=400)
-
-    @app.exception_handler(PersonSearchError)
-    async def user_error(request: Request, exc: PersonSearchError) -> JSONResponse:
-        return JSONResponse({"detail": " ".join(str(exc).split())}, status_code=400)
-
-    def indexed(image_id: int) -> np.ndarray:
-        try:
-            return index.read_image(image_id)
-        except PersonSearchError as exc:
-            raise HTTPException(404, " ".join(str(exc).split())) from None
-
-    # -- the page -----------------------------------------------------------------------------------------
-    @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    # -- the API ------------------------------------------------------------------------------------------
-    @app.get("/api/info", summary="The index and the model")
-    def info() -> dict[str, Any]:
-        return {
-            "index": read_info(index_path),
-            "checkpoint": checkpoint,
-            "model_id": searcher.model_id,
-            "device": str(searcher.device),
-            "det_thresh": searcher.det_thresh,
-            "max_upload_bytes": max_upload_bytes,
-            "max_pixels": max_pixels,
-        }
-
-    @app.post("/api/detect", response_model=DetectResponse, responses=ERRORS, summary="Detect the people in an image")
-    def detect(
-        file: Annotated[
-            UploadFile | None, File(description="the query image (at most the upload limit, see /api/info)")
-        ] = None,
-        image_id: Annotated[int | None, Form(description="instead of a file: an indexed image's id")] = None,
-    ) -> DetectResponse:
-        """Upload an image (multipart field ``file``) or give an indexed image's ``image_id``; the image is
-        kept under ``image_token`` for ``/api/query`` and its people are detected (best score first)."""
-        if (file is None) == (image_id is None):
-            raise HTTPException(400, "give one query image: a file upload (field 'file') or an 'image_id'")
-        if file is not None:
-            name = os.path.basename(file.filename or "upload")[:120] or "upload"
-            data = file.file.read(max_upload_bytes + 1)
-            if len(data) > max_upload_bytes:
-                raise HTTPException(413, f"{name}: larger than the upload limit of {max_mib:g} MiB")
-            upload = Upload(decode_upload(data, name, max_pixels), name)
-        else:
-            assert image_id is not None
-            array = indexed(image_id)
-            path = index.image_path(image_id)
-            timestamp = _timestamp(db, connect, image_id)
-            label = path if timestamp is None else f"{path} @ {format_timestamp(timestamp)}"
-            upload = Upload(array, label, image_id, path, timestamp is not None)
-        with model_lock:
-            found = people(searcher, upload.image)
-        token = uploads.add(upload)
-        height, width = upload.image.shape[:2]
-        return DetectResponse(
-            image_token=token,
-            width=width,
-            height=height,
-            people=[Person(box=[float(v) for v in b], score=float(s)) for b, s in zip(found.boxes, found.scores)],
-            image_url=f"/api/uploads/{token}",
-            name=upload.name,
-            image_id=upload.image_id,
-        )
-
-    @app.post("/api/query", response_model=QueryResponse, responses=ERRORS, summary="Rank the index for one person")
-    def query(body: QueryRequest) -> QueryResponse:
-        """The ``top_k`` indexed people most similar to the one in ``box`` of the image behind
-        ``image_token``, best first; ``sources`` and ``time_range`` filter the hits."""
-        upload = uploads.get(body.image_token)
-        exclude: list[str] = []
-        drop_image = None
-        top_k = body.top_k
-        if body.exclude_query_image and upload.image_id is not None:
-            if upload.video:  # drop only this frame's own detections, not the whole video
-                drop_image, top_k = upload.image_id, top_k + SELF_MARGIN
-            elif upload.path is not None:
-                exclude.append(upload.path)
-        with model_lock:
-            result = search_index(
-                searcher,
-                index,
-                upload.image,
-                body.box,
-                top_k,
-                sources=body.sources,
-                time_range=body.time_range,
-                exclude_paths=exclude,
-                exclude_query_image=False,
-                index_name=index_path,
-            )
-        hits = [h for h in result.hits if h.image_id != drop_image][: body.top_k]
-        out = []
-        for rank, hit in enumerate(hits, start=1):
-            box = [float(v) for v in hit.box]
-            out.append(
-                HitOut(
-                    rank=rank,
-                    image_id=hit.image_id,
-                    path=hit.path,
-                    source=hit.source,
-                    timestamp=hit.timestamp,
-                    time=format_timestamp(hit.timestamp),
-                    frame_index=hit.frame_index,
-                    box=box,
-                    score=hit.score,
-                    similarity=hit.similarity,
-                    thumbnail_url=f"/api/images/{hit.image_id}?box={box_param(box)}&thumb=1",
-                    image_url=f"/api/images/{hit.image_id}?box={box_param(box)}",
-                )
-            )
-        return QueryResponse(box=[float(v) for v in result.box], hits=out)
-
-    @app.get("/api/images", response_model=ImageList, responses=ERRORS, summary="List the indexed images")
-    def list_images(
-        offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100
-    ) -> ImageList:
-        """Indexed images and video frames by id (pick one as the query with ``/api/detect``)."""
-        conn = connect(db, readonly=True)
-        try:
-            total = int(conn.execute("SELECT count(*) FROM images WHERE status = 'ok'").fetchone()[0])
-            rows = conn.execute(
-                "SELECT id, path, video, timestamp, width, height FROM images WHERE status = 'ok' "
-                "ORDER BY id LIMIT ? OFFSET ?",
-                (limit, offset),
-            ).fetchall()
-        finally:
-            conn.close()
-        images = [
-            IndexedImage(
-                image_id=i, path=p, timestamp=t if v else None, width=w, height=h, url=f"/api/images/{i}?thumb=1"
-            )
-            for i, p, v, t, w, h in rows
-        ]
-        return ImageList(total=total, offset=offset, images=images)
-
-    picture = {200: {"content": {"image/jpeg": {}}, "description": "a JPEG"}, **ERRORS}
-
-    @app.get("/api/images/{image_id}", responses=picture, response_class=Response, summary="An indexed image")
-    def image(
-        image_id: int,
-        box: Annotated[str | None, Query(max_length=200, description="x1,y1,x2,y2: draw this box")] = None,
-        thumb: Annotated[bool, Query(description="a thumbnail (around the box when one is given)")] = False,
-    ) -> Response:
-        """The JPEG of indexed image (or video frame) ``image_id``, only from the index."""
-        parsed = None if box is None else parse_box(box)
-        data = render(indexed(image_id), parsed, thumb, f"image {image_id}")
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
-
-    @app.get("/api/uploads/{token}", responses=picture, response_class=Response, summary="A kept upload")
-    def upload_image(token: str, box: Annotated[str | None, Query(max_length=200)] = None) -> Response:
-        """The JPEG of a query image kept by ``/api/detect`` (as the server decoded it)."""
-        upload = uploads.get(token)
-        parsed = None if box is None else parse_box(box)
-        return Response(render(upload.image, parsed, False, upload.name), media_type="image/jpeg")
-
+    app.state.index = ctx.index
+    app.state.searcher = ctx.searcher
+    app.state.uploads = ctx.uploads
+    add_safety(app, ctx.max_upload_bytes + BODY_SLACK, allowed_hosts)
+    add_error_handlers(app)
+    add_page(app)
+    app.include_router(search_router(ctx))
+    app.include_router(picture_router(ctx))
     return app
-
-
-def _timestamp(db: Path, connect: Any, image_id: int) -> float | None:
-    conn = connect(db, readonly=True)
-    try:
-        row = conn.execute("SELECT video, timestamp FROM images WHERE id = ?", (image_id,)).fetchone()
-    finally:
-        conn.close()
-    return None if row is None or not row[0] else float(row[1])
 
 
 def _version() -> str:

@@ -1,7 +1,7 @@
 """Synthetic person-search datasets written in the exact on-disk formats of CUHK-SYSU and PRW.
 
 ``generate_dataset`` draws articulated people with identity-specific appearance into cluttered scenes and
-writes the real file layouts (see ``shared/spec/datasets.md`` §5); ``write_preview`` reads a written
+writes the real file layouts (see ``docs/datasets.md`` section 5); ``write_preview`` reads a written
 dataset back from disk and draws a contact sheet.
 """
 

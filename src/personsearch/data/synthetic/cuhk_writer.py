@@ -1,4 +1,4 @@
-"""CUHK-SYSU in its real on-disk layout (spec §1, §5.2): scene JPEGs plus the MATLAB annotation files.
+"""CUHK-SYSU in its real on-disk layout (docs/datasets.md 1, 5): scene JPEGs plus the MATLAB annotation files.
 
 Identities: training ids are Train.mat positions + 1; test ids are TestG50 query positions + 1 (one query
 per test identity, as in the real protocol). Unlabelled passers-by get -1.
@@ -11,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from personsearch.data.annotations import UNLABELED
+from personsearch.data.cuhk_sysu import GALLERY_SIZES
+
 from . import matio
 from .common import child_rng, progress
 from .identities import Appearance, make_identities, random_appearance
@@ -19,10 +22,9 @@ from .scenes import CameraStyle, PersonRequest, compose_scene, make_camera_style
 from .truth import ImageTruth, QueryTruth, Quirk, SyntheticDataset
 
 XYWH = tuple[int, int, int, int]
-# Test identities that carry the TestG quirks of spec §1.7 (by test-id position).
+# Test identities that carry the TestG quirks of docs/datasets.md section 1 (by test-id position).
 Q_DIFF_BOX, Q_SAME_BOX, Q_REPEATED, G_TWICE = 0, 1, 2, 3
 NUM_ZERO_SIZE = 3
-GALLERY_SIZES = (50, 100, 500, 1000, 2000, 4000)  # every size that fits the pool is written
 
 
 @dataclass
@@ -187,6 +189,7 @@ def _keep_pairs_adjacent(pos: list[tuple[str, XYWH, int]]) -> list[tuple[str, XY
 
 
 def _fitting_sizes(preset: Preset, queries: list[_Query], pool: list[str]) -> list[int]:
+    """Every CUHK-SYSU gallery size that fits the pool for every query (each one is written)."""
     sizes = []
     for n in GALLERY_SIZES:
         if all(len(q.positives) < n <= len(q.positives) + len(pool) - len(q.excluded) for q in queries):
@@ -251,81 +254,114 @@ def _truth_images(images: list[_Image], split: str, pid_of: dict[tuple[str, XYWH
     for im in images:
         valid = [b for b, _ in im.boxes if b[2] > 0 and b[3] > 0]
         boxes = [(x, y, x + w, y + h) for x, y, w, h in valid]
-        out.append(ImageTruth(im.name, split, im.size, boxes, [pid_of.get((im.name, b), -1) for b in valid]))
+        out.append(ImageTruth(im.name, split, im.size, boxes, [pid_of.get((im.name, b), UNLABELED) for b in valid]))
     return out
 
 
-def write_cuhk(root: Path, preset: Preset, seed: int) -> SyntheticDataset:
-    """Generate and write a CUHK-SYSU-format dataset under ``root``; return its ground truth."""
-    rng = np.random.default_rng([seed, 0])
-    n_train, n_pool = preset.cuhk_train_images, preset.cuhk_pool_images
-    names = _names(rng, n_train + n_pool)
-    pool_pos = rng.permutation(len(names))[:n_pool]
-    pool = [names[int(i)] for i in pool_pos]
-    pool_set = set(pool)
-    train_imgs = [_Image(n, "train") for n in sorted(names) if n not in pool_set]  # loader order: str sort
-    by_name = {im.name: im for im in train_imgs}
-    gallery_imgs = [_Image(n, "gallery") for n in pool]
-    by_name.update({im.name: im for im in gallery_imgs})
+@dataclass
+class _Scenes:
+    """Both splits' images with every person placed (boxes come with rendering)."""
 
+    images: list[_Image]  # every image, in name (Images.mat) order
+    pool: list[str]  # the test images, in pool.mat order
+    train: list[_Image]  # loader order
+    gallery: list[_Image]  # pool order
+    train_occ: list[list[tuple[_Image, _Slot]]]  # per training identity
+    test_occ: list[list[tuple[_Image, _Slot]]]  # per test identity
+    hard_negatives: list[tuple[str, int, int, str]]
+
+
+def _place_people(rng: np.random.Generator, preset: Preset) -> _Scenes:
+    """Split the images into train and pool, then put identities, quirks and passers-by into them."""
+    names = _names(rng, preset.cuhk_train_images + preset.cuhk_pool_images)
+    pool = [names[int(i)] for i in rng.permutation(len(names))[: preset.cuhk_pool_images]]
+    pool_set = set(pool)
+    train = [_Image(n, "train") for n in sorted(names) if n not in pool_set]  # loader order: str sort
+    gallery = [_Image(n, "gallery") for n in pool]
     train_apps, train_pairs = make_identities(rng, preset.cuhk_train_ids)
     test_apps, test_pairs = make_identities(rng, preset.cuhk_test_ids)
-    _assign(rng, train_imgs, train_apps, "train", preset)
-    fixed = {Q_REPEATED: 2, G_TWICE: 3, Q_DIFF_BOX: 2}
-    _assign(rng, gallery_imgs, test_apps, "test", preset, fixed)
-    _add_unlabelled(rng, train_imgs + gallery_imgs, preset)
-    test_occ = _occurrences(gallery_imgs, "test", len(test_apps))
+    _assign(rng, train, train_apps, "train", preset)
+    _assign(rng, gallery, test_apps, "test", preset, {Q_REPEATED: 2, G_TWICE: 3, Q_DIFF_BOX: 2})
+    _add_unlabelled(rng, train + gallery, preset)
+    test_occ = _occurrences(gallery, "test", len(test_apps))
     test_occ[Q_DIFF_BOX][0][1].twice = True  # the query's own image carries a second box
     test_occ[G_TWICE][0][1].twice = True  # a gallery image listed twice with two boxes
+    by_name = {im.name: im for im in train + gallery}
+    return _Scenes(
+        images=[by_name[n] for n in names],
+        pool=pool,
+        train=train,
+        gallery=gallery,
+        train_occ=_occurrences(train, "train", len(train_apps)),
+        test_occ=test_occ,
+        hard_negatives=[("train", i + 1, j + 1, a) for i, j, a in train_pairs]
+        + [("gallery", i + 1, j + 1, a) for i, j, a in test_pairs],
+    )
 
+
+def _render_all(rng: np.random.Generator, seed: int, images: list[_Image], preset: Preset, root: Path) -> None:
+    """Draw and save every image (camera styles from ``rng``, each picture from its own child seed)."""
     (root / "Image" / "SSM").mkdir(parents=True, exist_ok=True)
     styles = [make_camera_style(rng) for _ in range(12)]
-    all_imgs = [by_name[n] for n in names]
-    for i, im in progress(enumerate(all_imgs), len(all_imgs), "cuhk-sysu images", preset.progress):
+    for i, im in progress(enumerate(images), len(images), "cuhk-sysu images", preset.progress):
         _render(seed, i, im, styles, preset, root)
-    quirks = _zero_size_boxes(rng, all_imgs)
 
-    numbers = rng.choice(
-        np.arange(1, 4 * (len(train_apps) + len(test_apps))), len(train_apps) + len(test_apps), replace=False
-    )
-    idnames = [f"p{int(k)}" for k in numbers]
-    train_occ = _occurrences(train_imgs, "train", len(train_apps))
-    queries, q_quirks = _build_queries(rng, test_occ, idnames[len(train_apps) :])
-    sizes = _fitting_sizes(preset, queries, pool)
 
+def _idnames(rng: np.random.Generator, count: int) -> list[str]:
+    """``count`` distinct identity names ``p<k>``, in random order."""
+    return [f"p{int(k)}" for k in rng.choice(np.arange(1, 4 * count), count, replace=False)]
+
+
+def _write_annotations(
+    root: Path, seed: int, scenes: _Scenes, idnames: list[str], queries: list[_Query], sizes: list[int]
+) -> None:
+    """Images.mat, Person.mat, pool.mat, Train.mat and one TestG{N}.mat per size."""
     ann = root / "annotation"
-    (ann / "test" / "train_test").mkdir(parents=True, exist_ok=True)
-    matio.save_mat(ann / "Images.mat", {"Img": _images_mat(all_imgs)})
-    person_rows = _person_rows(train_occ, idnames[: len(train_apps)]) + _person_rows(
-        test_occ, idnames[len(train_apps) :]
-    )
+    protocol_dir = ann / "test" / "train_test"
+    protocol_dir.mkdir(parents=True, exist_ok=True)
+    train_names, test_names = idnames[: len(scenes.train_occ)], idnames[len(scenes.train_occ) :]
+    matio.save_mat(ann / "Images.mat", {"Img": _images_mat(scenes.images)})
+    person_rows = _person_rows(scenes.train_occ, train_names) + _person_rows(scenes.test_occ, test_names)
     matio.save_mat(
         ann / "Person.mat",
         {"Person": matio.struct_array(("idname", "nAppear", "scene"), person_rows, (1, len(person_rows)))},
     )
-    matio.save_mat(ann / "pool.mat", {"pool": matio.cell_column(pool)})
-    matio.save_mat(
-        ann / "test" / "train_test" / "Train.mat",
-        {"Train": _train_mat(train_occ, idnames[: len(train_apps)])},
-    )
+    matio.save_mat(ann / "pool.mat", {"pool": matio.cell_column(scenes.pool)})
+    matio.save_mat(protocol_dir / "Train.mat", {"Train": _train_mat(scenes.train_occ, train_names)})
     for n in sizes:
         matio.save_mat(
-            ann / "test" / "train_test" / f"TestG{n}.mat",
-            {f"TestG{n}": _testg(child_rng(seed, 2, n), queries, pool, n)},
+            protocol_dir / f"TestG{n}.mat", {f"TestG{n}": _testg(child_rng(seed, 2, n), queries, scenes.pool, n)}
         )
 
+
+def _pid_map(train_occ: list[list[tuple[_Image, _Slot]]], queries: list[_Query]) -> dict[tuple[str, XYWH], int]:
+    """The loader's identity of every labelled (image, box): Train.mat position + 1, TestG50 query position + 1."""
     pid_of: dict[tuple[str, XYWH], int] = {}
     for i, items in enumerate(train_occ):
         pid_of.update({(im.name, b): i + 1 for im, s in items for b in s.boxes})
     for i, q in enumerate(queries):
         pid_of[(q.image, q.box)] = i + 1
         pid_of.update({(name, b): i + 1 for name, b, _ in q.positives})
+    return pid_of
+
+
+def write_cuhk(root: Path, preset: Preset, seed: int) -> SyntheticDataset:
+    """Generate and write a CUHK-SYSU-format dataset under ``root``; return its ground truth."""
+    rng = np.random.default_rng([seed, 0])
+    scenes = _place_people(rng, preset)
+    _render_all(rng, seed, scenes.images, preset, root)
+    quirks = _zero_size_boxes(rng, scenes.images)
+    idnames = _idnames(rng, len(scenes.train_occ) + len(scenes.test_occ))
+    queries, q_quirks = _build_queries(rng, scenes.test_occ, idnames[len(scenes.train_occ) :])
+    sizes = _fitting_sizes(preset, queries, scenes.pool)
+    _write_annotations(root, seed, scenes, idnames, queries, sizes)
+    pid_of = _pid_map(scenes.train_occ, queries)
     return SyntheticDataset(
         fmt="cuhk-sysu",
         root=root,
         preset=preset.name,
         seed=seed,
-        images=_truth_images(train_imgs, "train", pid_of) + _truth_images(gallery_imgs, "gallery", pid_of),
+        images=_truth_images(scenes.train, "train", pid_of) + _truth_images(scenes.gallery, "gallery", pid_of),
         queries=[
             QueryTruth(q.image, (q.box[0], q.box[1], q.box[0] + q.box[2], q.box[1] + q.box[3]), i + 1)
             for i, q in enumerate(queries)
@@ -333,8 +369,7 @@ def write_cuhk(root: Path, preset: Preset, seed: int) -> SyntheticDataset:
         gallery_sizes=sizes,
         num_zero_size_boxes=NUM_ZERO_SIZE,
         quirks=quirks + q_quirks,
-        train_ids=list(range(1, len(train_apps) + 1)),
+        train_ids=list(range(1, len(scenes.train_occ) + 1)),
         test_ids=list(range(1, len(queries) + 1)),
-        hard_negatives=[("train", i + 1, j + 1, a) for i, j, a in train_pairs]
-        + [("gallery", i + 1, j + 1, a) for i, j, a in test_pairs],
+        hard_negatives=scenes.hard_negatives,
     )

@@ -1,4 +1,4 @@
-"""Building MATLAB structs/cells in numpy and saving them byte-reproducibly (spec §5.1)."""
+"""Building MATLAB structs/cells in numpy and saving them byte-reproducibly (docs/datasets.md section 5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PRW in its real on-disk layout (spec §2, §5.3): frames of six cameras plus per-frame annotation files.
+"""PRW in its real on-disk layout (docs/datasets.md 2, 5): frames of six cameras plus per-frame annotation files.
 
 Frames are scaled by the preset's ``prw_scale`` from 1920×1080 (c1–c5) and 720×576 (c6). Identities are
 raw PRW ids (train and test ids interleave in one range, as in the real data); unlabelled people are -2
@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from personsearch.data.annotations import UNLABELED
+from personsearch.data.prw import PRW_UNLABELED
+
 from . import matio
 from .common import child_rng, progress
 from .identities import Appearance, make_identities, random_appearance
@@ -22,13 +25,12 @@ from .truth import ImageTruth, QueryTruth, Quirk, SyntheticDataset
 
 CAMERAS = (1, 2, 3, 4, 5, 6)
 CAM_SHARE = np.array([891 + 891, 754 + 593, 996 + 1269, 566 + 640, 1251 + 1067, 1246 + 1652], dtype=float)
-UNLABELLED = -2
 
 
 @dataclass
 class _Slot:
     app: Appearance
-    pid: int  # raw PRW id or -2
+    pid: int  # raw PRW id or PRW_UNLABELED (-2, as the annotation files write it)
     edge: str | None = None  # "left"/"top": box starts outside the frame (negative x or y)
     twice: bool = False  # the same pid boxed twice in this frame
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
@@ -97,7 +99,7 @@ def _fill(rng: np.random.Generator, frames: list[_Frame], preset: Preset) -> Non
         room = preset.max_people - len(f.slots)
         extra = int(rng.integers(0, min(2, max(room, 0)) + 1))
         for _ in range(max(extra, 0 if f.slots else 1)):
-            f.slots.append(_Slot(random_appearance(rng), UNLABELLED))
+            f.slots.append(_Slot(random_appearance(rng), PRW_UNLABELED))
         f.slots = [f.slots[int(i)] for i in rng.permutation(len(f.slots))]
 
 
@@ -107,7 +109,7 @@ def _inject(rng: np.random.Generator, train: list[_Frame], test: list[_Frame]) -
     for frames, edges in ((train, ("left", "top")), (test, ("left",))):
         for edge in edges:
             f = frames[int(rng.integers(len(frames)))]
-            f.slots.append(_Slot(random_appearance(rng), UNLABELLED, edge=edge))
+            f.slots.append(_Slot(random_appearance(rng), PRW_UNLABELED, edge=edge))
         labelled = [f for f in frames if any(s.pid > 0 for s in f.slots)]
         f = labelled[int(rng.integers(len(labelled)))]
         slot = next(s for s in f.slots if s.pid > 0)
@@ -148,7 +150,7 @@ def _rows(f: _Frame) -> np.ndarray:
 
 
 def _loader_box(x: float, y: float, w: float, h: float) -> tuple[int, int, int, int]:
-    """Gallery conversion of spec §2.3: clip x,y,w,h at 0, then x2 = x + w, then truncate."""
+    """Gallery conversion of docs/datasets.md section 2: clip x,y,w,h at 0, then x2 = x + w, then truncate."""
     x, y, w, h = (max(v, 0.0) for v in (x, y, w, h))
     return int(x), int(y), int(x + w), int(y + h)
 
@@ -194,7 +196,7 @@ def _finish_query(rng: np.random.Generator, q: _PlannedQuery, picture: Image.Ima
     text = [_num(v) for v in vals]
     qx, qy, qw, qh = (float(t) for t in text)
     q.text = f"{q.slot.pid} {' '.join(text)} {q.frame.name}\r\n"
-    box = [int(qx), int(qy), int(qx + qw), int(qy + qh)]  # truncate first, then clip (spec §2.6)
+    box = [int(qx), int(qy), int(qx + qw), int(qy + qh)]  # truncate first, then clip (docs/datasets.md section 2)
     q.box = (max(box[0], 0), max(box[1], 0), max(box[2], 0), max(box[3], 0))
     crop = picture.crop((q.box[0], q.box[1], min(q.box[2], picture.width), min(q.box[3], picture.height)))
     crop.save(root / "query_box" / f"{q.slot.pid:03d}_{q.frame.name}.jpg", format="JPEG", quality=90)
@@ -205,7 +207,7 @@ def _truth(frames: list[_Frame]) -> list[ImageTruth]:
     for f in frames:
         rows = _rows(f)
         boxes = [_loader_box(*r[1:]) for r in rows]
-        pids = [-1 if r[0] == UNLABELLED else int(r[0]) for r in rows]
+        pids = [UNLABELED if r[0] == PRW_UNLABELED else int(r[0]) for r in rows]
         out.append(ImageTruth(f.name + ".jpg", f.split, f.size, boxes, pids, f.cam))
     return out
 
@@ -244,7 +246,7 @@ def write_prw(root: Path, preset: Preset, seed: int) -> SyntheticDataset:
         for s in f.slots:
             if s.boxes[0][0] < 0 or s.boxes[0][1] < 0:
                 quirks.append(Quirk("negative_xy_box", f.name + ".jpg", detail=f"x,y,w,h = {s.boxes[0]}"))
-        if any(s.pid == UNLABELLED for s in f.slots):
+        if any(s.pid == PRW_UNLABELED for s in f.slots):
             quirks.append(Quirk("unlabelled_pid_-2", f.name + ".jpg"))
     quirks += [
         Quirk("fractional_query_box", q.frame.name + ".jpg", i)

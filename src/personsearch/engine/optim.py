@@ -1,0 +1,65 @@
+"""Optimisers and the learning-rate schedule from a config section (``train`` or ``teacher``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from personsearch.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adamw", "adam")
+
+
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], section: Mapping[str, Any], key: str = "train"
+) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's recipe), AdamW or Adam, from ``section``'s optimizer, lr, momentum and
+    weight_decay; ``key`` names the section in errors."""
+    name = str(section["optimizer"]).lower()
+    lr, decay = float(section["lr"]), float(section["weight_decay"])
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(section["momentum"]), weight_decay=decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=decay)
+    raise ConfigError(f"{key}.optimizer={name!r}: expected one of {', '.join(OPTIMIZERS)}")
+
+
+def lr_factor(
+    step: int,
+    steps_per_epoch: int,
+    warmup_steps: int,
+    warmup_factor: float,
+    lr_steps: Sequence[int],
+    gamma: float,
+) -> float:
+    """Multiplier of the base lr at a 0-based ``step``: linear warm-up from ``warmup_factor`` over
+    ``warmup_steps``, times ``gamma`` for every epoch of ``lr_steps`` reached. A schedule stepped once per
+    epoch is ``steps_per_epoch=1`` with the warm-up counted in epochs."""
+    factor = 1.0
+    if warmup_steps > 0 and step < warmup_steps:
+        alpha = step / warmup_steps
+        factor = warmup_factor * (1 - alpha) + alpha
+    epoch = step // max(steps_per_epoch, 1)
+    return factor * gamma ** sum(1 for s in lr_steps if epoch >= s)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, section: Mapping[str, Any], steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule of ``section``: per-iteration (``warmup_iters``; -1 = one epoch) for the student's
+    ``train`` section, per-epoch (``warmup_epochs``, ``steps_per_epoch=1``) for the teacher's."""
+    if "warmup_epochs" in section:
+        warmup = int(section["warmup_epochs"])
+    else:
+        warmup = int(section["warmup_iters"])
+        if warmup < 0:
+            warmup = steps_per_epoch
+    steps = [int(s) for s in section["lr_steps"] or []]
+    gamma, start = float(section["lr_gamma"]), float(section["warmup_factor"])
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps_per_epoch, warmup, start, steps, gamma)
+    )
