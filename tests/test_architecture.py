@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: ``*commands``, the package root with its public API) sit on top and may import anything.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("personsearch.errors", "personsearch.outputs", "personsearch.argtypes", "personsearch.config_schema",
-     "personsearch.config", "personsearch.__version__"),
+     "personsearch.config_types", "personsearch.config", "personsearch.__version__"),
     ("personsearch.data",),
     ("personsearch.models", "personsearch.evaluation"),
     ("personsearch.engine",),

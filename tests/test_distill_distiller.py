@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from personsearch.config import load_config
+from personsearch.config_types import DistillConfig
 from personsearch.data.annotations import ImageRecord
 from personsearch.distill.distiller import Distiller, DistillSettings, flip_state
 from personsearch.distill.losses import pairwise_relation_kd, probability_kd, triplet_relation_kd
@@ -57,7 +58,7 @@ def batch(flip: tuple[bool, ...] = (False, False)) -> tuple[list[torch.Tensor], 
 def settings(**kw) -> DistillSettings:
     """The config's distill section with every weight 1 and the test's SIA range, changed by ``kw``."""
     section = {**load_config(None)["distill"], "beta_p": 1.0, "beta_pr": 1.0, "beta_tr": 1.0, "teacher_batch": 2}
-    return dataclasses.replace(DistillSettings.from_config(section, SPEC), sia=SIA, **kw)
+    return dataclasses.replace(DistillSettings.from_config(DistillConfig.from_dict(section), SPEC), sia=SIA, **kw)
 
 
 def fake_outputs(targets: list[dict], extra: list[torch.Tensor] | None, seed: int = 0) -> TrainOutputs:

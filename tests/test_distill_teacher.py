@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from personsearch.config_types import TeacherConfig
 from personsearch.distill.sia import SIASettings, crop_resize, perturb_boxes
 from personsearch.distill.teacher import TeacherNet, TeacherSpec, load_teacher
 from personsearch.distill.teacher_data import CropAugment, PKSampler, augment_crop, item_generator, random_erase
@@ -93,7 +94,7 @@ def test_batch_hard_triplet_by_hand() -> None:
 
 def test_lr_schedule() -> None:
     """The teacher's schedule is the engine's, stepped once per epoch with the warm-up counted in epochs."""
-    t = {"warmup_epochs": 2, "warmup_factor": 0.1, "lr_steps": [4, 6], "lr_gamma": 0.1}
+    t = TeacherConfig(warmup_epochs=2, warmup_factor=0.1, lr_steps=(4, 6), lr_gamma=0.1)
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     scheduler = build_scheduler(optimizer, t, steps_per_epoch=1)
     lrs = []

@@ -59,7 +59,7 @@ def remove_stale_temp_files(folder: str | Path, names: Iterable[str] | None = No
     """Delete the temporary files a killed write left in ``folder`` (for target ``names``, or any)."""
     folder = Path(folder)
     wanted = None if names is None else set(names)
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(folder.iterdir())
     except OSError:

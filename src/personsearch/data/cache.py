@@ -55,7 +55,10 @@ def file_digest(path: Path | str) -> str:
     with open(path, "rb") as handle:
         if os.fstat(handle.fileno()).st_size <= 1 << 20:  # small files (PRW's 11,816): one read
             return hashlib.blake2b(handle.read(), digest_size=16).hexdigest()
-        return hashlib.file_digest(handle, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+        digest = hashlib.blake2b(digest_size=16)  # chunked (hashlib.file_digest is Python 3.11+)
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
 
 
 def _fingerprint(kind: str, sources: Sequence[Path], params: dict | None) -> str:
@@ -89,7 +92,7 @@ def _pid_alive(pid: int) -> bool:
 def sweep_temporary_files(folder: Path) -> list[Path]:
     """Remove ``*.npz.tmp`` files left in ``folder`` by killed writers: those whose writer process is
     gone, and any older than an hour (a writer on another machine sharing the folder). Returns them."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -178,7 +181,7 @@ def load_or_build(
     try:  # the temporary name holds the writer's pid for sweep_temporary_files (it does the cleaning)
         temporary = atomic_file(path, prefix=f".{kind}-{os.getpid()}-", suffix=".npz.tmp", clean=False)
         with temporary as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, **arrays, **{DIGEST_KEY: np.array(_arrays_digest(arrays))})
+            np.savez(handle, allow_pickle=True, **arrays, **{DIGEST_KEY: np.array(_arrays_digest(arrays))})
     except OSError:
         pass  # a read-only or full cache folder must not stop the work
     return arrays

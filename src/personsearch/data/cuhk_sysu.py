@@ -35,7 +35,7 @@ from personsearch.data.annotations import (
     PersonSearchData,
     QueryRecord,
 )
-from personsearch.data.cache import load_or_build
+from personsearch.data.cache import Schema, load_or_build
 from personsearch.data.matfile import load_mat_variable, mat_string, mat_vector, require_file
 from personsearch.data.validation import (
     NEGATIVE_SIZE,
@@ -280,7 +280,7 @@ def _parse_protocol_mat(path: Path, size: int, pool_names: list[str]) -> dict[st
     }
 
 
-SCHEMAS = {
+SCHEMAS: dict[str, Schema] = {
     "cuhk-images": {
         "names": ("U", (-1,)),
         "counts": ("iu", (-1,)),

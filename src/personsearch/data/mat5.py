@@ -30,7 +30,7 @@ MI_SINGLE, MI_DOUBLE, MI_INT64, MI_UINT64 = 7, 9, 12, 13
 MI_MATRIX, MI_COMPRESSED, MI_UTF8, MI_UTF16, MI_UTF32 = 14, 15, 16, 17, 18
 MX_CELL, MX_STRUCT, MX_CHAR = 1, 2, 4
 NUMERIC_CLASSES = set(range(6, 16))  # double, single, int8..uint64
-NUMBER_TYPES = {
+NUMBER_TYPES: dict[int, np.dtype] = {
     MI_INT8: np.dtype("<i1"),
     MI_UINT8: np.dtype("<u1"),
     MI_INT16: np.dtype("<i2"),

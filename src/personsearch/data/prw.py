@@ -190,7 +190,7 @@ def load_queries(path: Path, root: Path) -> list[QueryRecord]:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text ({exc})") from None
-    queries = []
+    queries: list[QueryRecord] = []
     for lineno, line in enumerate(text.split("\n"), start=1):
         fields = line.strip().split()
         if not fields:
@@ -220,7 +220,7 @@ def _query_box(where: str, index: int, frame: str, x: float, y: float, w: float,
     box = convert_query_box(x, y, w, h) if reason == OK else None
     if box is not None:
         reason = int(xyxy_reasons(box)[0])
-    if reason != OK:
+    if box is None or reason != OK:  # box is None only when reason != OK
         what = {
             ZERO_SIZE: "has zero width or height after truncating and clipping at 0",
             NEGATIVE_SIZE: "has a negative width or height after truncating and clipping at 0",

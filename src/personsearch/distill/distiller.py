@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from personsearch.config_types import DistillConfig, RunConfig, as_run_config
 from personsearch.data.annotations import ImageRecord, PersonSearchData
 from personsearch.engine.hooks import LossContributor
 from personsearch.errors import ConfigError, PersonSearchError
@@ -33,7 +34,7 @@ from .teacher import TeacherNet, TeacherSpec, freeze, load_teacher
 @dataclass(frozen=True)
 class DistillSettings:
     """The ``distill`` config section, resolved against the teacher (see ``docs/dkd.md``). No defaults here:
-    the config's ``distill`` section is their one source (:meth:`from_config`)."""
+    :class:`~personsearch.config_types.DistillConfig` is their one source (:meth:`from_config`)."""
 
     lam: float
     beta_p: float
@@ -51,33 +52,33 @@ class DistillSettings:
     sia: SIASettings
 
     @classmethod
-    def from_config(cls, d: Mapping[str, Any], spec: TeacherSpec) -> DistillSettings:
-        """From a merged ``distill`` section; the SIA range defaults to the ISA range ``spec`` was trained with."""
-        if d["kl_direction"] not in KL_DIRECTIONS:
-            raise ConfigError(f"distill.kl_direction={d['kl_direction']!r}: expected one of {', '.join(KL_DIRECTIONS)}")
-        alpha = float(spec.isa_alpha if d["sia_alpha"] is None else d["sia_alpha"])
-        dp = float(spec.isa_dp if d["sia_dp"] is None else d["sia_dp"])
-        if d["fsa"] and (alpha <= 0 or dp <= 0):
+    def from_config(cls, d: DistillConfig, spec: TeacherSpec) -> DistillSettings:
+        """From the typed ``distill`` section; the SIA range defaults to the ISA range ``spec`` was trained with."""
+        if d.kl_direction not in KL_DIRECTIONS:
+            raise ConfigError(f"distill.kl_direction={d.kl_direction!r}: expected one of {', '.join(KL_DIRECTIONS)}")
+        alpha = float(spec.isa_alpha if d.sia_alpha is None else d.sia_alpha)
+        dp = float(spec.isa_dp if d.sia_dp is None else d.sia_dp)
+        if d.fsa and (alpha <= 0 or dp <= 0):
             warnings.warn(
                 "distill.fsa is on but the SIA range is 0 (teacher trained without ISA and no "
                 "distill.sia_alpha/sia_dp): the perturbed copies equal the boxes",
                 stacklevel=2,
             )
         return cls(
-            lam=float(d["lambda"]),
-            beta_p=float(d["beta_p"]),
-            beta_pr=float(d["beta_pr"]),
-            beta_tr=float(d["beta_tr"]),
-            kl_direction=str(d["kl_direction"]),
-            tr_margin=float(d["tr_margin"]),
-            tr_exclude_same_identity=bool(d["tr_exclude_same_identity"]),
-            tr_exclude_own_copy=bool(d["tr_exclude_own_copy"]),
-            include_unlabelled=bool(d["include_unlabelled"]),
-            fsa=bool(d["fsa"]),
-            relation_with_copies=bool(d["relation_with_copies"]),
-            cache=bool(d["cache"]),
-            teacher_batch=max(1, int(d["teacher_batch"])),
-            sia=SIASettings(alpha, dp, tuple(spec.input_size)),
+            lam=d.lam,
+            beta_p=d.beta_p,
+            beta_pr=d.beta_pr,
+            beta_tr=d.beta_tr,
+            kl_direction=d.kl_direction,
+            tr_margin=d.tr_margin,
+            tr_exclude_same_identity=d.tr_exclude_same_identity,
+            tr_exclude_own_copy=d.tr_exclude_own_copy,
+            include_unlabelled=d.include_unlabelled,
+            fsa=d.fsa,
+            relation_with_copies=d.relation_with_copies,
+            cache=d.cache,
+            teacher_batch=max(1, d.teacher_batch),
+            sia=SIASettings(alpha, dp, (spec.input_size[0], spec.input_size[1])),
         )
 
 
@@ -166,7 +167,8 @@ class Distiller(LossContributor):
     def teacher_neck(self, image: Tensor, boxes: Tensor) -> Tensor:
         """BN-neck features ``[n, D]`` of crops of ``image`` at ``boxes`` (fp32, chunks of teacher_batch)."""
         self.teacher.eval()
-        size = tuple(self.teacher.spec.input_size)
+        height, width = self.teacher.spec.input_size
+        size = (int(height), int(width))
         outs = [image.new_zeros((0, self.teacher.spec.embedding_dim), dtype=torch.float32)]
         with _no_autocast(image.device):
             for chunk in boxes.float().split(self.settings.teacher_batch):
@@ -187,7 +189,8 @@ class Distiller(LossContributor):
 
     def _cache_key(self, image: Tensor, target: Mapping[str, Any], boxes: Tensor) -> tuple[str, bool, bytes] | None:
         name = target.get("image_name")
-        flipped = flip_state(self.records.get(name), target["boxes"], int(image.shape[-1]))
+        record = self.records.get(name) if isinstance(name, str) else None
+        flipped = flip_state(record, target["boxes"], int(image.shape[-1]))
         if flipped is None:
             return None
         return (str(name), flipped, boxes.detach().cpu().numpy().astype(np.float32).tobytes())
@@ -250,20 +253,27 @@ def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
 
 
 def build_distiller(
-    cfg: Mapping[str, Any], data: PersonSearchData, class_map: Mapping[int, int], device: torch.device | str
+    cfg: RunConfig | Mapping[str, Any],
+    data: PersonSearchData,
+    class_map: Mapping[int, int],
+    device: torch.device | str,
 ) -> Distiller:
-    """Load the teacher named by ``distill.teacher`` and check it fits the student (identities, dimension)."""
-    d = cfg["distill"]
-    teacher, info = load_teacher(d["teacher"], device)
+    """Load the teacher named by ``distill.teacher`` and check it fits the student (identities, dimension);
+    ``cfg``: the run's typed config (or its merged dict)."""
+    config = as_run_config(cfg)
+    d = config.distill
+    if d.teacher is None:
+        raise PersonSearchError("distill.teacher is not set: there is no teacher to distil from")
+    teacher, info = load_teacher(d.teacher, device)
     if dict(info.get("class_map", {})) != dict(class_map):
         raise PersonSearchError(
-            f"teacher {d['teacher']} was trained on another identity set ({len(info.get('class_map', {}))} "
+            f"teacher {d.teacher} was trained on another identity set ({len(info.get('class_map', {}))} "
             f"identities) than the student's training split ({len(class_map)}); train it on the same dataset"
         )
-    dim = int(cfg["model"]["reid"]["embedding_dim"])
+    dim = config.model.reid.embedding_dim
     if teacher.spec.embedding_dim != dim:
         raise PersonSearchError(
-            f"teacher checkpoint {d['teacher']} was trained with embedding size {teacher.spec.embedding_dim}, "
+            f"teacher checkpoint {d.teacher} was trained with embedding size {teacher.spec.embedding_dim}, "
             f"this config has {dim} (model.reid.embedding_dim)"
         )
     return Distiller(teacher, DistillSettings.from_config(d, teacher.spec), data.train, device)

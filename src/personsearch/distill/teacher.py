@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,8 @@ from torchvision.models import resnet
 from personsearch.errors import PersonSearchError
 from personsearch.models.backbone import SUPPORTED_ARCHS, build_resnet, load_pretrained
 from personsearch.models.norm import batch_norm_rows
+
+M = TypeVar("M", bound=nn.Module)
 
 
 @dataclass
@@ -73,7 +75,7 @@ class TeacherOutput:
 
 def _set_last_stride(layer4: nn.Sequential, stride: int) -> None:
     """Set the stride of layer4's first block (conv and shortcut) to ``stride``."""
-    block = layer4[0]
+    block: Any = layer4[0]
     conv = block.conv2 if hasattr(block, "conv3") else block.conv1
     conv.stride = (stride, stride)
     if block.downsample is not None:
@@ -86,6 +88,9 @@ def _channels(net: resnet.ResNet) -> int:
 
 class TeacherNet(nn.Module):
     """See the module docstring."""
+
+    pixel_mean: Tensor  # buffers (registered in __init__)
+    pixel_std: Tensor
 
     def __init__(self, spec: TeacherSpec, backbone_state: dict[str, Tensor] | None = None) -> None:
         super().__init__()
@@ -165,7 +170,7 @@ def load_teacher(path: str | Path, device: torch.device | str = "cpu") -> tuple[
     return net.to(device), info
 
 
-def freeze(net: nn.Module) -> nn.Module:
+def freeze(net: M) -> M:
     """Eval mode and no gradients for every parameter."""
     net.eval()
     for p in net.parameters():

@@ -48,23 +48,25 @@ class CropAugment:
     erase_value: tuple[float, float, float] = (0.485, 0.456, 0.406)  # the pixel mean
 
 
+def box_tuple(box: Sequence[float] | np.ndarray) -> tuple[float, float, float, float]:
+    """``(x1, y1, x2, y2)`` as Python floats."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (x1, y1, x2, y2)
+
+
 def training_crops(records: Sequence[ImageRecord], class_map: dict[int, int]) -> list[Crop]:
     """Every labelled training box whose identity is in ``class_map``, labelled with its class index."""
     crops = []
     for r in records:
         for box, pid in zip(r.boxes, r.pids):
             if int(pid) in class_map:
-                crops.append(Crop(Path(r.path), r.name, tuple(float(v) for v in box), class_map[int(pid)]))
+                crops.append(Crop(Path(r.path), r.name, box_tuple(box), class_map[int(pid)]))
     return crops
 
 
 def gallery_crops(records: Sequence[ImageRecord]) -> list[Crop]:
     """Every ground-truth box of the gallery images (labelled or not), with its raw identity."""
-    return [
-        Crop(Path(r.path), r.name, tuple(float(v) for v in box), int(pid))
-        for r in records
-        for box, pid in zip(r.boxes, r.pids)
-    ]
+    return [Crop(Path(r.path), r.name, box_tuple(box), int(pid)) for r in records for box, pid in zip(r.boxes, r.pids)]
 
 
 def item_generator(seed: int, epoch: int, slot: int) -> torch.Generator:

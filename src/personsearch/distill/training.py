@@ -22,6 +22,6 @@ def student_trainer(
     """A :class:`~personsearch.engine.trainer.Trainer` for ``cfg`` (or the run to ``resume``, whose saved
     config wins) with the distillation contributor registered when the config names a ``distill.teacher``."""
     trainer = Trainer(cfg, resume=resume, progress=progress, overwrite=overwrite, hooks=hooks)
-    if trainer.cfg.get("distill", {}).get("teacher"):
-        trainer.register(build_distiller(trainer.cfg, trainer.data, trainer.class_map, trainer.device))
+    if trainer.config.distill.teacher:
+        trainer.register(build_distiller(trainer.config, trainer.data, trainer.class_map, trainer.device))
     return trainer

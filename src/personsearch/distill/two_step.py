@@ -36,7 +36,8 @@ class TeacherEmbedder:
     def embed_boxes(self, images: list[Tensor], boxes: list[Tensor]) -> list[Tensor]:
         """Teacher embeddings ``[n, D]`` of the crops at ``boxes`` (input pixels), one tensor per image."""
         self.teacher.eval()
-        size = tuple(self.teacher.spec.input_size)
+        height, width = self.teacher.spec.input_size
+        size = (int(height), int(width))
         out = []
         for image, b in zip(images, boxes):
             feats = [image.new_zeros((0, self.teacher.spec.embedding_dim))]

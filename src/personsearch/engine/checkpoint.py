@@ -72,7 +72,7 @@ def plain(obj: Any) -> Any:
         items = ((plain(k), plain(v)) for k, v in obj.items())
         out = collections.OrderedDict(items) if isinstance(obj, collections.OrderedDict) else dict(items)
         if hasattr(obj, "_metadata"):
-            out._metadata = obj._metadata
+            out._metadata = obj._metadata  # type: ignore[attr-defined]
         return out
     if type(obj) in (list, tuple):
         return type(obj)(plain(v) for v in obj)
@@ -86,9 +86,10 @@ def plain(obj: Any) -> Any:
 def _exception_chain(exc: BaseException) -> list[BaseException]:
     """``exc`` and the exceptions it was raised from or during, innermost last."""
     chain: list[BaseException] = []
-    while exc is not None and exc not in chain:
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__
+    node: BaseException | None = exc
+    while node is not None and node not in chain:
+        chain.append(node)
+        node = node.__cause__ or node.__context__
     return chain
 
 
@@ -98,7 +99,7 @@ def _exception_chain(exc: BaseException) -> list[BaseException]:
 def _old_numpy_globals() -> list:
     import numpy as np
 
-    reconstruct = np._core.multiarray._reconstruct
+    reconstruct = np._core.multiarray._reconstruct  # type: ignore[attr-defined]
     return [
         reconstruct,
         (reconstruct, "numpy.core.multiarray._reconstruct"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from torchvision.ops import boxes as box_ops
 from tqdm import tqdm
 
+from personsearch.config_types import EvalConfig
 from personsearch.data import PersonSearchData
 from personsearch.data.torch_dataset import ImageListSet, collate
 from personsearch.engine.rng import rng_state, set_rng_state
@@ -42,7 +43,7 @@ def _model_box_embedder(model: torch.nn.Module | None) -> BoxEmbedder:
     if model is None:
         raise ValueError("either a model or a box embedder is needed")
     model.eval()
-    return model.extract_query_features
+    return cast(BoxEmbedder, model.extract_query_features)
 
 
 def _loader(paths: list, batch_size: int, workers: int, boxes: list | None = None, what: str = "box") -> DataLoader:
@@ -99,7 +100,7 @@ def embed_queries(
 ) -> dict[str, np.ndarray]:
     """Embeddings of the ground-truth query boxes, in the dataset's query order."""
     embed_boxes = embed_boxes or _model_box_embedder(model)
-    feats = []
+    feats: list[np.ndarray] = []
     loader = _loader(
         [q.path for q in data.queries], batch_size, workers, [q.box[None] for q in data.queries], "query box"
     )
@@ -174,7 +175,9 @@ def gt_box_reid(
     from personsearch.evaluation.crop_reid import crop_reid_metrics
 
     embed_boxes = embed_boxes or _model_box_embedder(model)
-    feats, pids, names = [], [], []
+    feats: list[torch.Tensor] = []
+    pids: list[int] = []
+    names: list[str] = []
     loader = _loader([r.path for r in data.gallery], 1, workers, [r.boxes for r in data.gallery])
     with preserved_rng():
         for images, indices in tqdm(loader, desc="GT boxes", disable=not progress, dynamic_ncols=True):
@@ -238,18 +241,17 @@ def pick_gallery_size(data: PersonSearchData, wanted: int) -> int | None:
 def evaluate_model(
     model: torch.nn.Module,
     data: PersonSearchData,
-    cfg: dict[str, Any],
+    settings: EvalConfig,
     device: torch.device,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Inference + the evaluation protocol with the run's ``eval`` settings."""
     from personsearch.evaluation import evaluate, make_results
 
-    e = cfg["eval"]
-    arrays = run_inference(model, data, device, int(e["batch_size"]), 0, progress)
-    size = pick_gallery_size(data, int(e["gallery_size"]))
+    arrays = run_inference(model, data, device, settings.batch_size, 0, progress)
+    size = pick_gallery_size(data, settings.gallery_size)
     return evaluate(
-        data, make_results(**arrays), gallery_size=-1 if size is None else size, det_thresh=float(e["det_thresh"])
+        data, make_results(**arrays), gallery_size=-1 if size is None else size, det_thresh=settings.det_thresh
     )
 
 

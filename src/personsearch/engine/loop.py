@@ -106,7 +106,8 @@ def run_steps(
         logs = step(batch)
         position += 1
         meter.add(logs)
-        bar.set_postfix(**(postfix(logs) if postfix else {"loss": f"{logs['loss']:.3f}"}))
+        shown = postfix(logs) if postfix else {"loss": f"{logs['loss']:.3f}"}
+        bar.set_postfix(dict(sorted(shown.items())))  # as set_postfix(**shown) shows them: by name
         bar.update(1)
         if after_step is not None:
             after_step(logs)

@@ -9,7 +9,7 @@ older versions (a numpy array inside) are still accepted.
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ def numpy_state_from_plain(state: tuple | list) -> tuple:
 def rng_state() -> dict[str, Any]:
     state = {
         "python": random.getstate(),
-        "numpy": numpy_state_to_plain(np.random.get_state()),
+        "numpy": numpy_state_to_plain(cast(tuple, np.random.get_state())),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():

@@ -16,12 +16,13 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader
 
 from personsearch.config import save_config
+from personsearch.config_types import RunConfig
 from personsearch.data import PersonSearchData, load_dataset
 from personsearch.data.torch_dataset import EpochSampler, PersonSearchTrainSet, collate
 from personsearch.engine.checkpoint import (
@@ -46,7 +47,7 @@ from personsearch.outputs import check_run_folder, open_run_folder
 OVERWRITTEN = ("last.pth", "epoch_*.pth", "log.txt", "metrics.jsonl", "tensorboard/events.out.tfevents.*")
 
 
-def autocast_context(amp: str, device: torch.device):
+def autocast_context(amp: str | bool | None, device: torch.device):
     """Mixed precision on CUDA (``bf16`` or ``fp16``); a no-op on the CPU or with ``off``."""
     if amp in (None, "off", False):
         return contextlib.nullcontext()
@@ -68,7 +69,7 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device, sync_bn: bool, find_u
     the ones checkpointed."""
     if sync_bn and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    sync = {"broadcast_buffers": False}
+    sync: dict[str, Any] = {"broadcast_buffers": False}
     if "forward_sync_buffers" in inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters:
         sync = {"forward_sync_buffers": False}
     return torch.nn.parallel.DistributedDataParallel(
@@ -115,43 +116,42 @@ class Trainer(EpochLoop):
             self.resume_path = checkpoint_path
             cfg = dict(self.checkpoint_state["config"])
             cfg["output_dir"] = str(checkpoint_path.parent)  # the run folder may have moved
-        self.cfg = cfg
+        self.cfg = cfg  # the plain dict: saved as config.yaml and in every checkpoint
+        self.config = RunConfig.from_dict(cfg)  # the typed view everything below reads
         self.overwrite = overwrite and not resume
         if not resume:  # before any long work: a finished run is never silently overwritten
-            check_run_folder(cfg["output_dir"], ("config.yaml", LAST), overwrite)
-        t = cfg["train"]
-        wants_cuda = str(t["device"]).startswith("cuda") or (t["device"] == "auto" and torch.cuda.is_available())
+            check_run_folder(self.config.output_dir, ("config.yaml", LAST), overwrite)
+        t = self.config.train
+        wants_cuda = t.device.startswith("cuda") or (t.device == "auto" and torch.cuda.is_available())
         self.info = init_distributed("cuda" if wants_cuda else "cpu")
         local_rank = self.info.local_rank if self.info.enabled else None
-        self.device = resolve_device(str(t["device"]), "train.device", local_rank)
-        self.run_dir = Path(cfg["output_dir"])
+        self.device = resolve_device(t.device, "train.device", local_rank)
+        self.run_dir = Path(self.config.output_dir)
         self.run_log = RunLog(self.run_dir, self.info.is_main)
-        self.amp = t["amp"] if self.device.type == "cuda" else "off"
-        if t["amp"] not in ("off", None, False) and self.device.type != "cuda":
+        self.amp = t.amp if self.device.type == "cuda" else "off"
+        if t.amp not in ("off", None, False) and self.device.type != "cuda":
             warnings.warn("train.amp is only used on CUDA; training in fp32 on the CPU", stacklevel=2)
 
-        seed_everything(int(t["seed"]))
-        self.data: PersonSearchData = load_dataset(cfg["dataset"]["name"], cfg["dataset"]["root"])
+        seed_everything(t.seed)
+        self.data: PersonSearchData = load_dataset(self.config.dataset.name, self.config.dataset.root)
         self.class_map = self.data.train_class_map()
-        self.dataset = PersonSearchTrainSet(
-            self.data.train, self.class_map, float(cfg["input"]["hflip_prob"]), int(t["seed"])
-        )
-        self.sampler = EpochSampler(len(self.dataset), int(t["seed"]), self.info.rank, self.info.world_size)
-        self.batch_size = int(t["batch_size"])
+        self.dataset = PersonSearchTrainSet(self.data.train, self.class_map, self.config.input.hflip_prob, t.seed)
+        self.sampler = EpochSampler(len(self.dataset), t.seed, self.info.rank, self.info.world_size)
+        self.batch_size = t.batch_size
         self.iters_per_epoch = math.ceil(self.sampler.per_rank() / self.batch_size)
-        if int(t["max_iters_per_epoch"]) > 0:
-            self.iters_per_epoch = min(self.iters_per_epoch, int(t["max_iters_per_epoch"]))
+        if t.max_iters_per_epoch > 0:
+            self.iters_per_epoch = min(self.iters_per_epoch, t.max_iters_per_epoch)
 
-        self.model = build_model(cfg["model"], num_classes=len(self.class_map)).to(self.device)
+        self.model = build_model(self.config.model, num_classes=len(self.class_map)).to(self.device)
         self.ddp_model: torch.nn.Module = self.model
         if self.info.enabled:
-            self.ddp_model = wrap_ddp(self.model, self.device, bool(t["sync_bn"]), bool(t["find_unused_parameters"]))
+            self.ddp_model = wrap_ddp(self.model, self.device, t.sync_bn, t.find_unused_parameters)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(params, t, "train")
         self.scheduler = build_scheduler(self.optimizer, t, self.iters_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
         self.state = TrainState()
-        self.writer = None
+        self.writer: Any = None  # a SummaryWriter once training starts (train.tensorboard)
         if self.checkpoint_state is not None:
             self._restore(self.checkpoint_state)
 
@@ -162,7 +162,7 @@ class Trainer(EpochLoop):
         from personsearch.engine.loading import check_identities, load_weights
 
         path = getattr(self, "resume_path", "to resume from")
-        check_identities(path, ckpt, self.class_map, self.cfg["dataset"]["root"])
+        check_identities(path, ckpt, self.class_map, self.config.dataset.root)
         load_weights(self.model, ckpt["model"], path)
         try:
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -183,7 +183,7 @@ class Trainer(EpochLoop):
 
     def checkpoint(self, name: str) -> None:
         """Save on rank 0 (RNG states of every rank are gathered into the file)."""
-        states = [None] * self.info.world_size
+        states: list[Any] = [None] * self.info.world_size
         if self.info.enabled:
             torch.distributed.all_gather_object(states, rng_state())
         else:
@@ -205,11 +205,11 @@ class Trainer(EpochLoop):
         save_checkpoint(state, self.run_dir / name)
         if name != LAST:
             save_checkpoint(state, self.run_dir / LAST)
-            prune_epoch_checkpoints(self.run_dir, int(self.cfg["train"]["keep_checkpoints"]))
+            prune_epoch_checkpoints(self.run_dir, self.config.train.keep_checkpoints)
 
     # ---- logging -----------------------------------------------------------------------------------
     def _open_writer(self) -> None:
-        if not (self.info.is_main and self.cfg["train"]["tensorboard"]):
+        if not (self.info.is_main and self.config.train.tensorboard):
             return
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -247,19 +247,19 @@ class Trainer(EpochLoop):
         return {**losses, **added}
 
     def train_step(self, images: list[torch.Tensor], targets: list[dict]) -> dict[str, float]:
-        t = self.cfg["train"]
+        t = self.config.train
         self.call_before_step()
         with autocast_context(self.amp, self.device):
             losses = self.forward_losses(images, targets)
-        weights = t["loss_weights"]
-        loss = sum(float(weights.get(k, 1.0)) * v for k, v in losses.items())
+        weights = t.loss_weights
+        loss = cast(torch.Tensor, sum(weights.get(k, 1.0) * v for k, v in losses.items()))
         if not torch.isfinite(loss):
             values = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
             raise PersonSearchError(
                 f"training diverged at step {self.state.global_step} (loss {float(loss)}: {values}); "
                 "lower train.lr or enable gradient clipping"
             )
-        apply_gradients(loss, self.optimizer, self.scaler, float(t["clip_grad_norm"] or 0), self.model.parameters())
+        apply_gradients(loss, self.optimizer, self.scaler, t.clip_grad_norm or 0.0, self.model.parameters())
         self.scheduler.step()
         logs = {k: float(v.detach()) for k, v in losses.items()}
         logs["loss"] = float(loss.detach())
@@ -267,8 +267,8 @@ class Trainer(EpochLoop):
 
     def _loader(self) -> DataLoader:
         generator = torch.Generator()
-        generator.manual_seed(int(self.cfg["train"]["seed"]) + self.state.epoch)
-        workers = int(self.cfg["train"]["workers"])
+        generator.manual_seed(self.config.train.seed + self.state.epoch)
+        workers = self.config.train.workers
         return DataLoader(
             self.dataset,
             batch_size=self.batch_size,
@@ -283,7 +283,7 @@ class Trainer(EpochLoop):
     def run_epoch(self, epoch: int) -> dict[str, float]:
         self.sampler.set_epoch(epoch, start=self.state.iteration * self.batch_size)
         self.model.train()
-        checkpoint_iters = int(self.cfg["train"]["checkpoint_iters"])
+        checkpoint_iters = self.config.train.checkpoint_iters
 
         def step(batch: tuple) -> dict[str, float]:
             images, targets = batch
@@ -311,7 +311,7 @@ class Trainer(EpochLoop):
             step,
             total=self.iters_per_epoch,
             start=self.state.iteration,
-            desc=f"epoch {epoch + 1}/{self.cfg['train']['epochs']}",
+            desc=f"epoch {epoch + 1}/{self.config.train.epochs}",
             progress=self.progress and self.info.is_main,
             postfix=postfix,
             after_step=after_step,
@@ -325,7 +325,7 @@ class Trainer(EpochLoop):
         if self.info.is_main:
             from personsearch.engine.inference import evaluate_model
 
-            metrics = evaluate_model(self.model, self.data, self.cfg, self.device, progress=self.progress)
+            metrics = evaluate_model(self.model, self.data, self.config.eval, self.device, progress=self.progress)
             self.run_log.record({"epoch": self.state.epoch, "step": self.state.global_step, **metrics})
             if self.writer is not None:
                 for k, v in metrics.get("search", {}).items():
@@ -334,10 +334,10 @@ class Trainer(EpochLoop):
         return metrics
 
     def end_epoch(self, finished: int) -> None:
-        t = self.cfg["train"]
-        epochs, eval_period = int(t["epochs"]), int(t["eval_period"])
+        t = self.config.train
+        epochs, eval_period = t.epochs, t.eval_period
         self.state = TrainState(finished, 0, self.state.global_step)
-        if finished % int(t["checkpoint_period"]) == 0 or finished == epochs:
+        if finished % t.checkpoint_period == 0 or finished == epochs:
             self.checkpoint(epoch_checkpoint_name(finished))
         due = eval_period > 0 and finished % eval_period == 0
         if eval_period >= 0 and (due or finished == epochs):
@@ -347,7 +347,7 @@ class Trainer(EpochLoop):
 
     def _check_contributors(self) -> None:
         """A config naming a teacher without the distillation contributor would silently train without it."""
-        if self.cfg.get("distill", {}).get("teacher") and not any(c.name == "distillation" for c in self.contributors):
+        if self.config.distill.teacher and not any(c.name == "distillation" for c in self.contributors):
             raise PersonSearchError(
                 "distill.teacher is set but this trainer has no distillation contributor; "
                 "build it with personsearch.distill.student_trainer(cfg)"
@@ -376,7 +376,7 @@ class Trainer(EpochLoop):
         if self._resumed_rng is not None:
             set_rng_state(self._resumed_rng)
         try:
-            self.run_epochs(self.state.epoch, int(self.cfg["train"]["epochs"]))
+            self.run_epochs(self.state.epoch, self.config.train.epochs)
         finally:
             if self.writer is not None:
                 self.writer.close()

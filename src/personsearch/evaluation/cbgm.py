@@ -46,7 +46,8 @@ def kuhn_munkres(weights: np.ndarray) -> list[tuple[int, int]]:
                     gap = label_x[i] + label_y[j] - rows[i][j]
                     if abs(gap) < TOLERANCE:
                         seen_y[j] = True
-                        if match_y[j] is None or augment(match_y[j]):
+                        owner = match_y[j]
+                        if owner is None or augment(owner):
                             match_y[j] = i
                             return True
                     elif gap >= TOLERANCE:

@@ -49,13 +49,14 @@ def _search(
     spec = protocol_for(data)
     hook = None
     if cbgm:
-        if not results.has_query_detections:
+        det_index, det_features = results.query_det_index, results.query_det_features
+        if det_index is None or det_features is None:  # not results.has_query_detections
             raise PersonSearchError(f"{results.source}: CBGM needs the query images' detections (query_det_* arrays)")
-        missing = np.setdiff1d(np.arange(len(results.query_names)), results.query_det_index)
+        missing = np.setdiff1d(np.arange(len(results.query_names)), det_index)
         if missing.size:
             raise PersonSearchError(f"{results.source}: CBGM: query {missing[0]} has no query_det_* rows")
         k1, k2 = spec.cbgm_k
-        hook = CbgmHook(results.query_det_index, results.query_det_features, k1, k2)
+        hook = CbgmHook(det_index, det_features, k1, k2)
     engine = BlockEngine(gallery, results.query_features, hook, want_details=per_query)
     if spec.has_gallery_sizes:
         from personsearch.evaluation.cuhk import cuhk_blocks

@@ -99,12 +99,12 @@ def _names(values: Sequence[str] | np.ndarray) -> np.ndarray:
 
 
 def make_results(
-    gallery_names: Sequence[str],
+    gallery_names: Sequence[str] | np.ndarray,
     det_image: np.ndarray,
     det_boxes: np.ndarray,
     det_scores: np.ndarray,
     det_features: np.ndarray,
-    query_names: Sequence[str],
+    query_names: Sequence[str] | np.ndarray,
     query_features: np.ndarray,
     query_det_index: np.ndarray | None = None,
     query_det_boxes: np.ndarray | None = None,
@@ -141,7 +141,7 @@ def save_results(path: str | Path, results: SearchResults) -> Path:
     validate_schema(results)
     arrays = results.arrays()
     try:
-        return atomic_write(path, lambda handle: np.savez(handle, **arrays), what="results file")
+        return atomic_write(path, lambda handle: np.savez(handle, allow_pickle=True, **arrays), what="results file")
     except PersonSearchError as exc:
         raise ResultsError(str(exc)) from None
 
@@ -253,12 +253,13 @@ def validate_schema(results: SearchResults) -> None:
     names, counts = np.unique(results.gallery_names, return_counts=True)
     if np.any(counts > 1):
         _fail(results, f"gallery image {names[counts > 1][0]} is listed more than once in gallery_names")
-    if results.has_query_detections:
+    idx = results.query_det_index
+    if idx is not None:  # results.has_query_detections
         _check(results, "query_det_index", "iu", 1)
         _check(results, "query_det_boxes", "f", 2, np.float32)
         _check(results, "query_det_scores", "f", 1, np.float32)
         _check(results, "query_det_features", "f", 2, np.float32)
-        m = len(results.query_det_index)
+        m = len(idx)
         shapes = {
             "query_det_boxes": (m, 4),
             "query_det_scores": (m,),
@@ -267,7 +268,6 @@ def validate_schema(results: SearchResults) -> None:
         for key, shape in shapes.items():
             if getattr(results, key).shape != shape:
                 _fail(results, f"{key} must have shape {shape}, got {getattr(results, key).shape}")
-        idx = results.query_det_index
         if m and (idx.min() < 0 or idx.max() >= len(results.query_names)):
             _fail(results, "query_det_index must index query_names")
 

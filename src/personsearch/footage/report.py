@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw
 from personsearch.errors import PersonSearchError, PersonSearchWarning
 from personsearch.footage.images import ImageLike, to_rgb
 from personsearch.outputs import atomic_write
-from personsearch.search.draw import QUERY, compose_tiles, context_crop, draw_box, fit, font, panel
+from personsearch.search.draw import QUERY, BoxLike, compose_tiles, context_crop, draw_box, fit, font, panel
 
 if TYPE_CHECKING:
     from personsearch.footage.store import Hit
@@ -69,7 +69,7 @@ class _Images:
         return self.cache[hit.image_id]
 
 
-def _with_box(image: Image.Image, box: Sequence[float], colour: tuple[int, int, int]) -> Image.Image:
+def _with_box(image: Image.Image, box: BoxLike, colour: tuple[int, int, int]) -> Image.Image:
     out = image.copy()
     draw_box(ImageDraw.Draw(out), box, colour, width=_line_width(image))
     return out
@@ -95,10 +95,10 @@ def _large_frame(image: Image.Image | None, box: Sequence[float], colour: tuple[
     if image is None:
         return _placeholder(640, 480)
     scale = min(1.0, FRAME_MAX / max(image.size))
-    box = np.asarray(box, dtype=np.float64)
+    scaled = np.asarray(box, dtype=np.float64)
     if scale < 1.0:
-        image, box = fit(image, box, round(image.height * scale), round(image.width * scale))
-    return _with_box(image, box, colour)
+        image, scaled = fit(image, scaled, round(image.height * scale), round(image.width * scale))
+    return _with_box(image, scaled, colour)
 
 
 def _data_uri(image: Image.Image, quality: int = 85) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 
 from personsearch.engine.checkpoint import checkpoint_id
 from personsearch.errors import PersonSearchError
+from personsearch.export.runtime import OnnxModel
 from personsearch.footage.detections import Detections
 from personsearch.footage.images import ImageLike, as_image_list, check_box, describe, to_rgb
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     import torch
 
     from personsearch.footage.store import GalleryIndex, Hit
+    from personsearch.models.person_search import PersonSearchModel
 
 __all__ = ["Detections", "Searcher"]
 
@@ -51,8 +53,8 @@ class Searcher:
 
     def __init__(
         self,
-        model: torch.nn.Module,
-        device: torch.device,
+        model: PersonSearchModel | OnnxModel,
+        device: torch.device | str,
         model_id: str,
         det_thresh: float = 0.5,
         checkpoint: str | Path | None = None,
@@ -60,18 +62,22 @@ class Searcher:
     ) -> None:
         #: ``torch`` (a PersonSearchModel) or ``onnxruntime`` (an exported model, :class:`OnnxModel`)
         self.backend: str = getattr(model, "backend", "torch")
-        self.model = model if self.backend == "onnxruntime" else model.eval()
-        self.device = device
-        self.model_id = model_id
-        if self.backend == "onnxruntime":
-            self._model_score_thresh: float | None = model.default_score_thresh
+        self.model: PersonSearchModel | OnnxModel
+        self._model_score_thresh: float | None
+        if isinstance(model, OnnxModel):  # self.backend == "onnxruntime"
+            self.model = model
+            self._model_score_thresh = model.default_score_thresh
+            dim = model.embedding_dim
         else:
+            self.model = model.eval()
             heads = getattr(model, "roi_heads", None)
             self._model_score_thresh = getattr(heads, "score_thresh", None)
+            dim = model.reid_head.embedding_dim
+        self.device = device
+        self.model_id = model_id
         self.det_thresh = det_thresh
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.config = config or {}
-        dim = model.embedding_dim if self.backend == "onnxruntime" else model.reid_head.embedding_dim
         self.embedding_dim: int = int(dim)
 
     @property
@@ -86,7 +92,7 @@ class Searcher:
             raise PersonSearchError(f"det_thresh must be in [0, 1], got {value}")
         self._det_thresh = value
         if self._model_score_thresh is not None:  # the model's own cut-off must not hide what is asked for
-            heads = self.model if self.backend == "onnxruntime" else self.model.roi_heads
+            heads = self.model if isinstance(self.model, OnnxModel) else self.model.roi_heads
             heads.score_thresh = min(self._model_score_thresh, value)
 
     @classmethod
@@ -118,7 +124,7 @@ class Searcher:
         """A searcher on a model exported by ``personsearch export`` (the folder or its ``model.json``), run by
         onnxruntime on the CPU with numpy: the torch model is never built. ``model_id`` is the exported
         checkpoint's, so indexes built by either backend are queried by the other."""
-        from personsearch.export.runtime import OnnxModel, export_meta
+        from personsearch.export.runtime import export_meta
 
         path = Path(folder)
         if not path.exists():
@@ -129,7 +135,7 @@ class Searcher:
                 "with: personsearch export --checkpoint C --format onnx --out DIR"
             )
         model = OnnxModel(path, threads=threads)
-        return cls(model, "cpu", model.model_id, det_thresh, checkpoint=path, config=model.meta)  # type: ignore[arg-type]
+        return cls(model, "cpu", model.model_id, det_thresh, checkpoint=path, config=model.meta)
 
     def __repr__(self) -> str:
         return (
@@ -151,8 +157,9 @@ class Searcher:
         """
         if batch_size < 1:
             raise PersonSearchError(f"batch_size must be a positive integer, got {batch_size}")
-        if self.backend == "onnxruntime":  # one image per run (the graph takes one image of any size)
-            return [self._keep(self.model.detect(to_rgb(item))) for item in as_image_list(images)]
+        model = self.model
+        if isinstance(model, OnnxModel):  # onnxruntime: one image per run (the graph takes one image of any size)
+            return [self._keep(model.detect(to_rgb(item))) for item in as_image_list(images)]
         import torch
 
         items = as_image_list(images)
@@ -166,7 +173,7 @@ class Searcher:
             batch: list[Detections | None] = [None] * len(arrays)
             with torch.inference_mode():
                 for members in groups.values():
-                    outputs = self.model([self._tensor(arrays[i]) for i in members])
+                    outputs = model([self._tensor(arrays[i]) for i in members])
                     for i, out in zip(members, outputs, strict=True):
                         keep = out["scores"] >= self.det_thresh
                         boxes = out["boxes"][keep].float().cpu().numpy().reshape(-1, 4)
@@ -200,16 +207,17 @@ class Searcher:
             raise PersonSearchError(f"boxes for {describe(image)}: expected rows of x1,y1,x2,y2, got shape {raw.shape}")
         height, width = array.shape[:2]
         clipped = [check_box(row, describe(image), (width, height)) for row in raw]
-        if self.backend == "onnxruntime":
-            return _normalise(self.model.embed(array, np.asarray(clipped, dtype=np.float32)))
+        model = self.model
+        if isinstance(model, OnnxModel):  # onnxruntime
+            return _normalise(model.embed(array, np.asarray(clipped, dtype=np.float32)))
         import torch
 
         with torch.inference_mode():
             box_tensor = torch.tensor(clipped, dtype=torch.float32, device=self.device)
-            features = self.model.extract_query_features([self._tensor(array)], [box_tensor])[0]
+            features = model.extract_query_features([self._tensor(array)], [box_tensor])[0]
         return _normalise(features.float().cpu().numpy())
 
-    def check_index(self, index: GalleryIndex, name: str | Path | None = None) -> None:
+    def check_index(self, index: GalleryIndex, name: str | os.PathLike[str] | None = None) -> None:
         """A :class:`PersonSearchError` unless ``index`` was built with this searcher's model."""
         if index.model_id != self.model_id:
             what = f"checkpoint {self.checkpoint}" if self.checkpoint else "this searcher's model"

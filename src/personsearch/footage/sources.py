@@ -333,7 +333,7 @@ def sample_frames(path: str, fps: float, after_frame: int = -1) -> Iterator[Vide
 def read_video_frame(path: str, frame_index: int, pts: int | None) -> np.ndarray:
     """The frame ``frame_index`` (presentation time ``pts``) of a video as an RGB array."""
     av = _av()
-    errors = _decode_errors()
+    errors: tuple[type[BaseException], ...] = (*_decode_errors(), IndexError)
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
@@ -348,7 +348,7 @@ def read_video_frame(path: str, frame_index: int, pts: int | None) -> np.ndarray
                         return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
     except FileNotFoundError:
         raise PersonSearchError(f"video {path} is missing (it was indexed, then moved or deleted)") from None
-    except (*errors, IndexError) as exc:
+    except errors as exc:
         what = f"{type(exc).__name__}: {exc}"
         raise PersonSearchError(f"video {path}: cannot decode frame {frame_index} ({what})") from None
     raise PersonSearchError(f"video {path}: frame {frame_index} is not in the file any more (was it changed?)")

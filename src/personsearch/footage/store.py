@@ -38,12 +38,15 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from personsearch.errors import PersonSearchError
 from personsearch.outputs import atomic_file
+
+if TYPE_CHECKING:
+    import faiss
 
 DB_NAME = "index.sqlite"
 CACHE_DIR = "cache"
@@ -303,7 +306,7 @@ class IndexDB:
     def files(self) -> dict[str, tuple[int, int, int, str, int, str]]:
         """path -> (id, size, mtime_ns, status, last_frame, source) of every file."""
         rows = self.conn.execute("SELECT path, id, size, mtime_ns, status, last_frame, source FROM files")
-        return {r[0]: tuple(r[1:]) for r in rows}  # type: ignore[misc]
+        return {r[0]: tuple(r[1:]) for r in rows}
 
     # writes (inside begin/commit) ---------------------------------------------------------------------
     def remove_file(self, file_id: int) -> None:
@@ -383,7 +386,7 @@ class IndexDB:
         )
         self._delta_images += 1
         self._delta_detections += len(blobs)
-        if video:
+        if frame is not None:  # video
             self.conn.execute("UPDATE files SET last_frame = max(last_frame, ?) WHERE id = ?", (int(frame[0]), file_id))
         return image_id
 
@@ -528,26 +531,29 @@ def ann_key(kind: str, count: int, dim: int, options: dict[str, Any]) -> str:
     return "flat"
 
 
-def build_ann(vectors: np.ndarray, kind: str, options: dict[str, Any], seed: int = 1234):
+def build_ann(vectors: np.ndarray, kind: str, options: dict[str, Any], seed: int = 1234) -> faiss.Index:
     """A faiss index (inner product) over ``vectors`` (``float32 [n, d]``); its ids are the row numbers."""
     import faiss
 
     n, d = vectors.shape
     chunk = 65536
+    index: faiss.Index
     if kind == "flat":
         index = faiss.IndexFlatIP(d)
     elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, int(options["hnsw_m"]), faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = int(options["ef_construction"])
+        hnsw = faiss.IndexHNSWFlat(d, int(options["hnsw_m"]), faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = int(options["ef_construction"])
+        index = hnsw
     elif kind == "ivfpq":
         nlist, pq_m, nbits = ivfpq_layout(n, d, options)
         quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFPQ(quantizer, d, nlist, pq_m, nbits, faiss.METRIC_INNER_PRODUCT)
+        ivfpq = faiss.IndexIVFPQ(quantizer, d, nlist, pq_m, nbits, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(seed)
         sample = max(nlist * 64, 256 * 64)
         rows = np.sort(rng.choice(n, size=min(n, sample), replace=False))
-        index.cp.seed = seed
-        index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
+        ivfpq.cp.seed = seed
+        ivfpq.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
+        index = ivfpq
     else:
         raise PersonSearchError(f"unknown index type {kind!r}")
     for start in range(0, n, chunk):
@@ -574,12 +580,15 @@ def ann_search(
     if bitmap is not None:
         selector = faiss.IDSelectorBitmap(index.ntotal, faiss.swig_ptr(bitmap))
     fetch = k
+    params: faiss.SearchParameters
     if kind == "hnsw":
-        params = faiss.SearchParametersHNSW()
-        params.efSearch = max(int(options["ef_search"]), k)
+        hnsw = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's own stubs
+        hnsw.efSearch = max(int(options["ef_search"]), k)
+        params = hnsw
     elif kind == "ivfpq":
-        params = faiss.SearchParametersIVF()
-        params.nprobe = int(options["nprobe"])
+        ivf = faiss.SearchParametersIVF()
+        ivf.nprobe = int(options["nprobe"])
+        params = ivf
         if vectors is not None:
             fetch = k * max(1, int(options["refine"]))
     else:
@@ -675,7 +684,7 @@ class GalleryIndex:
         self.db = db
         self.mode = mode
         self._conn = conn
-        self._ann = None
+        self._ann: faiss.Index | None = None
         self._ann_kind: str | None = None
         try:
             conn.execute("BEGIN")
@@ -1092,7 +1101,7 @@ def index_info(folder: Path, conn: sqlite3.Connection, meta: dict[str, Any], opt
                     "UNION ALL SELECT path, source, reason FROM skipped ORDER BY 1"
                 )
             ]
-            result = {
+            result: dict[str, Any] = {
                 "path": str(folder),
                 "images": one("SELECT count(*) FROM images WHERE video = 0"),
                 "frames": one("SELECT count(*) FROM images WHERE video = 1"),
@@ -1130,7 +1139,7 @@ def index_info(folder: Path, conn: sqlite3.Connection, meta: dict[str, Any], opt
 
 def _save_npz(tmp: str | Path, **arrays: np.ndarray) -> None:
     with open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, allow_pickle=True, **arrays)
 
 
 def _save_npy(tmp: str | Path, array: np.ndarray) -> None:

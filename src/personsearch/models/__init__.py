@@ -1,7 +1,8 @@
 """The end-to-end person search network (DKD student): backbone, RPN, detection and Re-ID heads, OIM.
 
-Build with ``build_model(cfg, num_classes)`` (``cfg``: nested dict overriding ``DEFAULT_MODEL_CONFIG``,
-keys documented in ``CONFIG_DOC``; ``num_classes``: labelled training identities, read from the data).
+Build with ``build_model(cfg, num_classes)`` (``cfg``: a typed ``config_types.ModelConfig`` or a nested dict
+overriding ``DEFAULT_MODEL_CONFIG``, keys documented in ``CONFIG_DOC``; ``num_classes``: labelled training
+identities, read from the data).
 
 * ``model.train(); losses = model(images, targets)``: dict with ``loss_rpn_objectness``,
   ``loss_rpn_box``, ``loss_box_cls``, ``loss_box_reg``, ``loss_oim`` (unweighted; the trainer sums).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,7 +60,7 @@ class ResNetC4Parts:
 
 
 def _layer_out_channels(layer: nn.Sequential) -> int:
-    last = layer[-1]
+    last: Any = layer[-1]
     bn = last.bn3 if hasattr(last, "bn3") else last.bn2
     return int(bn.weight.shape[0])
 

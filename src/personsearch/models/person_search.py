@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -120,8 +121,9 @@ class PersonSearchModel(nn.Module):
         head) and, when the Re-ID head pools from it, ``res3`` (stride 8, the trunk before its last stage)."""
         if self.reid_feature == "res4":
             return {"res4": self.backbone(images.tensors)}
-        res3 = self.backbone[:-1](images.tensors)
-        return {"res3": res3, "res4": self.backbone[-1](res3)}
+        trunk = cast(nn.Sequential, self.backbone)
+        res3 = trunk[:-1](images.tensors)
+        return {"res3": res3, "res4": trunk[-1](res3)}
 
     def reid_embeddings(self, features: dict[str, Tensor], boxes: list[Tensor]) -> Tensor:
         """RoIAlign + Re-ID head for ``boxes`` (per image, resized-image pixels) -> [N, D]."""

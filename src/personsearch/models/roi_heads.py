@@ -78,7 +78,7 @@ class PersonDetectionRoIHeads(RoIHeads):
         props, matched, labels, reg_targets = self.select_training_samples(list(proposals), person_targets)
         return SampledProposals(props, matched, labels), reg_targets
 
-    def forward(  # type: ignore[override]
+    def forward(
         self,
         features: Tensor,
         proposals: list[Tensor],
@@ -96,7 +96,7 @@ class PersonDetectionRoIHeads(RoIHeads):
         logits, deltas = self.box_head(self.box_roi_pool(features, proposals))
         return self.postprocess(logits, deltas, proposals, image_shapes), {}, None
 
-    def postprocess(  # type: ignore[override]
+    def postprocess(
         self, logits: Tensor, deltas: Tensor, proposals: list[Tensor], image_shapes: list[tuple[int, int]]
     ) -> list[dict[str, Tensor]]:
         """Decode, clip, threshold the person score, NMS, keep the top detections (resized coordinates)."""

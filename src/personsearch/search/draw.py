@@ -23,8 +23,11 @@ BACKGROUND = (255, 255, 255)
 CAPTION_H = 38
 PAD = 6
 
+#: A box ``x1 y1 x2 y2``: four numbers, or an array of them
+BoxLike = Sequence[float] | np.ndarray
 
-def font(size: int = 13) -> ImageFont.ImageFont:
+
+def font(size: int = 13) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """Pillow's default font at ``size`` (a fixed-size bitmap font on Pillow < 10.1)."""
     try:
         return ImageFont.load_default(size=size)
@@ -36,7 +39,7 @@ def colour_of(correct: bool | None) -> tuple[int, int, int]:
     return GREY if correct is None else (GREEN if correct else RED)
 
 
-def context_crop(image: Image.Image, box: Sequence[float], margin: float = 0.35) -> tuple[Image.Image, np.ndarray]:
+def context_crop(image: Image.Image, box: BoxLike, margin: float = 0.35) -> tuple[Image.Image, np.ndarray]:
     """Crop around ``box`` enlarged by ``margin`` of its size on each side; returns the crop and the box
     in crop coordinates."""
     x1, y1, x2, y2 = (float(v) for v in box)
@@ -58,7 +61,7 @@ def fit(image: Image.Image, box: np.ndarray, height: int, max_width: int) -> tup
 
 def draw_box(
     draw: ImageDraw.ImageDraw,
-    box: Sequence[float],
+    box: BoxLike,
     colour: tuple[int, int, int],
     width: int = 3,
     label: str | None = None,
@@ -79,7 +82,7 @@ def draw_box(
 
 def panel(
     image: Image.Image,
-    box: Sequence[float],
+    box: BoxLike,
     colour: tuple[int, int, int],
     lines: Sequence[str],
     height: int,
@@ -112,7 +115,7 @@ def _open_rgb(path: Path) -> Image.Image:
 
 def render_ranking(
     query_image: Path,
-    query_box: Sequence[float],
+    query_box: BoxLike,
     hits: Sequence[Hit],
     gallery_paths: Sequence[Path],
     out: Path,

@@ -164,7 +164,7 @@ def _build_queries(
                 k = next(i for i, p in enumerate(pos) if p[0] == im.name)
                 pos.insert(k + 1, (im.name, s.boxes[1], s.ishard))
                 quirks.append(Quirk("gallery_image_twice_two_boxes", im.name, t, "same person, two boxes"))
-        rng.shuffle(pos)  # type: ignore[arg-type]
+        rng.shuffle(pos)
         pos = _keep_pairs_adjacent(pos)
         if t == Q_DIFF_BOX:
             pos.append((q_im.name, q_slot.boxes[1], q_slot.ishard))

@@ -141,7 +141,7 @@ class _Builder:
         upper = app.skin if app.bottom_kind == "skirt" else app.bottom_color
         lower = app.bottom_color if app.bottom_kind == "trousers" else app.skin
         self.poly(_limb(hip, knee, w, w * 0.85), _shade(upper, shade))
-        self.ellipse(_ellipse(*knee, w * 0.43, w * 0.43), _shade(lower, shade))
+        self.ellipse(_ellipse(knee[0], knee[1], w * 0.43, w * 0.43), _shade(lower, shade))
         self.poly(_limb(knee, ankle, w * 0.8, w * 0.62), _shade(lower, shade))
         toe = 0.045 if self.side else 0.0
         self.ellipse(
@@ -158,9 +158,9 @@ class _Builder:
         sleeve = _shade(app.top_color, shade)
         fore = sleeve if app.sleeves == "long" else _shade(app.skin, shade)
         self.poly(_limb(sh, elbow, w, w * 0.85), sleeve)
-        self.ellipse(_ellipse(*elbow, w * 0.42, w * 0.42), fore)
+        self.ellipse(_ellipse(elbow[0], elbow[1], w * 0.42, w * 0.42), fore)
         self.poly(_limb(elbow, wrist, w * 0.8, w * 0.65), fore)
-        self.ellipse(_ellipse(*wrist, 0.022, 0.025), _shade(app.skin, shade))
+        self.ellipse(_ellipse(wrist[0], wrist[1], 0.022, 0.025), _shade(app.skin, shade))
 
     def torso(self) -> None:
         lx = self.lean

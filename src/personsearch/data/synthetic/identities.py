@@ -7,10 +7,12 @@ one attribute changed, so that re-identification has to look at every attribute.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
 Color = tuple[int, int, int]
+_T = TypeVar("_T")
 
 # Clothing base colours; identities jitter them a little so two "reds" still differ slightly.
 CLOTHING: tuple[Color, ...] = (
@@ -68,7 +70,7 @@ def _jitter(rng: np.random.Generator, color: Color, amount: int = 18) -> Color:
     return (int(c[0]), int(c[1]), int(c[2]))
 
 
-def _pick(rng: np.random.Generator, options: tuple) -> object:
+def _pick(rng: np.random.Generator, options: tuple[_T, ...]) -> _T:
     return options[int(rng.integers(len(options)))]
 
 

@@ -89,7 +89,7 @@ def _gradient(rng: np.random.Generator, w: int, h: int, style: CameraStyle) -> n
     t = np.linspace(0.0, 1.0, max(h - hz, 1), dtype=np.float32)[:, None]
     rows[hz:] = (0.8 + 0.3 * t) * np.asarray(style.ground)
     coarse = rng.normal(0.0, 14.0, (max(h // 24, 2), max(w // 24, 2))).astype(np.float32)
-    tex = np.asarray(Image.fromarray(coarse, mode="F").resize((w, h), Image.BILINEAR))
+    tex = np.asarray(Image.fromarray(coarse, mode="F").resize((w, h), Image.Resampling.BILINEAR))
     arr = rows[:, None, :] + tex[:, :, None]
     return np.clip(arr, 0, 255).astype(np.uint8)
 
