@@ -29,7 +29,17 @@ from PIL import Image, ImageDraw
 from personsearch.errors import PersonSearchError, PersonSearchWarning
 from personsearch.footage.images import ImageLike, to_rgb
 from personsearch.outputs import atomic_write
-from personsearch.search.draw import QUERY, BoxLike, compose_tiles, context_crop, draw_box, fit, font, panel
+from personsearch.search.draw import (
+    QUERY,
+    BoxLike,
+    compose_tiles,
+    context_crop,
+    draw_box,
+    fit,
+    font,
+    panel,
+    query_tiles,
+)
 
 if TYPE_CHECKING:
     from personsearch.footage.store import Hit
@@ -213,10 +223,7 @@ def write_contact_sheet(
     similarity and file name, ``per_row`` hits a row."""
     query = Image.fromarray(to_rgb(query_image))
     images = _Images(read_image)
-    tiles = [
-        panel(query, query_box, QUERY, ["query (image)", ""], tile_height, 2 * tile_width, False),
-        panel(query, query_box, QUERY, ["query (crop)", ""], tile_height, tile_width),
-    ]
+    tiles = query_tiles(query, query_box, "", tile_height, tile_width)
     for hit in hits:
         image = images.get(hit)
         when = "" if hit.timestamp is None else f" {_time(hit.timestamp)}"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from personsearch.outputs import atomic_write
 from personsearch.search.index import Hit
 
 GREEN = (20, 170, 60)
@@ -128,11 +129,7 @@ def render_ranking(
 
     ``gallery_paths[h.image]`` is the file of hit ``h``'s image.
     """
-    qimg = _open_rgb(Path(query_image))
-    tiles = [
-        panel(qimg, query_box, QUERY, ["query (image)", Path(query_image).name], tile_height, 2 * tile_width, False),
-        panel(qimg, query_box, QUERY, ["query (crop)", ""], tile_height, tile_width),
-    ]
+    tiles = query_tiles(_open_rgb(Path(query_image)), query_box, Path(query_image).name, tile_height, tile_width)
     cache: dict[int, Image.Image] = {}
     for hit in hits:
         if hit.image not in cache:
@@ -141,6 +138,14 @@ def render_ranking(
         lines = [f"#{hit.rank} sim {hit.similarity:.3f} {mark}", hit.name]
         tiles.append(panel(cache[hit.image], hit.box, colour_of(hit.correct), lines, tile_height, tile_width))
     return _save(compose_tiles(tiles, title, per_row + 1), out)
+
+
+def query_tiles(image: Image.Image, box: BoxLike, name: str, tile_height: int, tile_width: int) -> list[Image.Image]:
+    """The first two tiles of a ranking sheet: the whole query image (box drawn, ``name`` under it), then its crop."""
+    return [
+        panel(image, box, QUERY, ["query (image)", name], tile_height, 2 * tile_width, False),
+        panel(image, box, QUERY, ["query (crop)", ""], tile_height, tile_width),
+    ]
 
 
 def compose_tiles(tiles: list[Image.Image], title: str, per_row: int) -> Image.Image:
@@ -174,7 +179,4 @@ def compose_tiles(tiles: list[Image.Image], title: str, per_row: int) -> Image.I
 
 
 def _save(canvas: Image.Image, out: Path) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out, format="PNG")
-    return out
+    return atomic_write(out, lambda handle: canvas.save(handle, format="PNG"), "picture")
