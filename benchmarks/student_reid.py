@@ -222,7 +222,11 @@ def cmd_run(args: argparse.Namespace) -> None:
 def summary(work: Path, gallery_size: int = 100) -> dict:
     test = json.loads((work / "test.json").read_text())
     diag = json.loads((work / "diagnose.json").read_text())
-    sweep = [r for r in test["sweep"] if r["gallery_size"] == gallery_size] or test["sweep"][:1]
+    # CUHK-SYSU reports a sweep over gallery sizes; PRW one full gallery (the cross-camera figure counts)
+    sweep = [r for r in test.get("sweep", []) if r["gallery_size"] == gallery_size] or test.get("sweep", [])[:1]
+    if not sweep:
+        sweep = [{"search": test["cross_camera"]["search"]}]
+        test = {**test, "detection": test["same_camera"]["detection"]}
     timing = json.loads((work / "train.json").read_text())
     return {
         "search_mAP": sweep[0]["search"]["mAP"],
