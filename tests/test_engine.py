@@ -10,7 +10,7 @@ import torch
 
 from personsearch.config import load_config, parse_override
 from personsearch.data.torch_dataset import EpochSampler, flip_decision, hflip_boxes
-from personsearch.engine.checkpoint import load_checkpoint, save_checkpoint
+from personsearch.engine.checkpoint import link_checkpoint, load_checkpoint, save_checkpoint
 from personsearch.engine.optim import lr_factor
 from personsearch.errors import ConfigError, PersonSearchError
 
@@ -107,6 +107,29 @@ def test_full_disk_is_a_one_line_error_and_keeps_the_checkpoint(tmp_path, monkey
     monkeypatch.undo()
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
     assert os.listdir(tmp_path) == ["last.pth"]
+
+
+def test_last_checkpoint_is_the_epoch_file_once_on_disk(tmp_path):
+    epoch = save_checkpoint({"model": {"w": torch.ones(3)}}, tmp_path / "epoch_001.pth")
+    last = link_checkpoint(epoch, tmp_path / "last.pth")
+    assert os.path.samefile(epoch, last)  # a hard link: no second copy of the bytes
+    save_checkpoint({"model": {"w": torch.zeros(3)}}, last)  # a later write replaces the name only
+    assert torch.equal(load_checkpoint(epoch)["model"]["w"], torch.ones(3))
+    assert torch.equal(load_checkpoint(last)["model"]["w"], torch.zeros(3))
+    assert sorted(os.listdir(tmp_path)) == ["epoch_001.pth", "last.pth"]
+
+
+def test_last_checkpoint_is_copied_where_links_are_impossible(tmp_path, monkeypatch):
+    epoch = save_checkpoint({"model": {"w": torch.ones(3)}}, tmp_path / "epoch_001.pth")
+
+    def no_links(src, dst):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    last = link_checkpoint(epoch, tmp_path / "last.pth")
+    assert not os.path.samefile(epoch, last)
+    assert torch.equal(load_checkpoint(last)["model"]["w"], torch.ones(3))
+    assert sorted(os.listdir(tmp_path)) == ["epoch_001.pth", "last.pth"]
 
 
 def test_damaged_checkpoint_is_reported(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -113,6 +114,19 @@ def atomic_file(
         if os.path.exists(tmp):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def atomic_same_file(source: str | Path, path: str | Path) -> Path:
+    """Make ``path`` hold what ``source`` holds, atomically (:func:`atomic_file`): a hard link where the file
+    system allows one, so the bytes are on the disk once, else a copy. Later writes of either name replace
+    that name (temporary file, then rename), so they never change the other."""
+    with atomic_file(path) as tmp:
+        os.unlink(tmp)
+        try:
+            os.link(source, tmp)
+        except OSError:  # no hard links here (another file system, FAT, some network shares)
+            shutil.copyfile(source, tmp)
+    return Path(path)
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], what: str = "file") -> Path:

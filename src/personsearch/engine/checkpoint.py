@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from personsearch.errors import PersonSearchError
-from personsearch.outputs import atomic_file
+from personsearch.outputs import atomic_file, atomic_same_file
 
 LAST = "last.pth"
 
@@ -36,6 +36,15 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
         kept = "the previous one is unchanged" if path.exists() else "nothing was written"
         raise PersonSearchError(f"cannot write checkpoint {path} ({cause}); {kept}") from exc
     return path
+
+
+def link_checkpoint(source: str | Path, path: str | Path) -> Path:
+    """Make checkpoint ``path`` (``last.pth``, say) the same file as the one just written at ``source``:
+    a hard link (no second copy on the disk), or a copy where links are not possible; atomic either way."""
+    try:
+        return atomic_same_file(source, path)
+    except OSError as exc:
+        raise PersonSearchError(f"cannot write checkpoint {path} ({exc}); the previous one is unchanged") from exc
 
 
 def checkpoint_id(path: str | Path) -> str:

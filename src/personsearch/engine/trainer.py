@@ -1,7 +1,8 @@
 """The training loop: one process or many (torchrun), CPU or CUDA, resumable exactly.
 
 A run folder holds ``config.yaml`` (the merged configuration), ``last.pth`` and ``epoch_NNN.pth``
-checkpoints, ``log.txt``, ``metrics.jsonl`` (periodic evaluations) and TensorBoard event files.
+checkpoints (``last.pth`` a hard link to the newest epoch file when they hold the same state), ``log.txt``,
+``metrics.jsonl`` (periodic evaluations) and TensorBoard event files.
 Checkpoints store the model (OIM memory included), optimiser, scheduler, AMP scaler, the position in
 training (epoch and iteration inside the epoch) and every RNG state, so ``--resume`` continues exactly
 where the run stopped.
@@ -28,6 +29,7 @@ from personsearch.data.torch_dataset import EpochSampler, PersonSearchTrainSet, 
 from personsearch.engine.checkpoint import (
     LAST,
     epoch_checkpoint_name,
+    link_checkpoint,
     load_checkpoint,
     prune_epoch_checkpoints,
     resolve_resume,
@@ -204,7 +206,7 @@ class Trainer(EpochLoop):
         }
         save_checkpoint(state, self.run_dir / name)
         if name != LAST:
-            save_checkpoint(state, self.run_dir / LAST)
+            link_checkpoint(self.run_dir / name, self.run_dir / LAST)
             prune_epoch_checkpoints(self.run_dir, self.config.train.keep_checkpoints)
 
     # ---- logging -----------------------------------------------------------------------------------
