@@ -1,0 +1,32 @@
+"""The ablation script's summary arithmetic (benchmarks/ablation.py): paired gains and the two-step gap share."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    spec = importlib.util.spec_from_file_location("ablation_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rows(baseline: float, dkd: float, two_step: float) -> dict:
+    return {"baseline": {"mAP": baseline}, "rebalanced": {"mAP": dkd}, "two_step": {"mAP": two_step}}
+
+
+def test_gap_share_is_a_ratio_of_mean_gains_with_per_seed_shares(ablation):
+    per_seed = {0: rows(0.40, 0.44, 0.45), 1: rows(0.30, 0.31, 0.33)}  # gains 4 and 1, gaps 5 and 3
+    assert ablation.gap_share(per_seed, "rebalanced") == "62% (80%, 33%)"  # (4 + 1) / (5 + 3)
+    assert ablation.paired_gain(per_seed, "rebalanced") == "2.5 ± 2.1 (2/2)"
+
+
+def test_gap_share_without_a_gap_or_for_other_rows(ablation):
+    assert ablation.gap_share({0: rows(0.40, 0.44, 0.38)}, "rebalanced") == "– (no gap)"
+    assert ablation.gap_share({0: rows(0.40, 0.44, 0.45)}, "two_step") == "–"
+    assert ablation.gap_share({0: {"baseline": {"mAP": 0.4}}}, "rebalanced") == "–"  # the row has not run
