@@ -3,7 +3,10 @@ every β = 1), full DKD with the tuned β (the defaults), two-step and the teach
 prints a markdown table (mean ± std over seeds, each row's paired mAP difference to the baseline, and the
 share of the two-step gap (two-step − baseline) each student row closes).
 
-Per seed S: the synthetic CUHK-SYSU-format dataset (``--preset``, seed S) is generated; two teachers are
+Per seed S: the synthetic dataset (``--dataset`` format, ``--preset``, seed S) is generated, or ``--root``
+names an existing one (your own, another generator's) used for every seed, the seeds then varying the
+training only; the training-free floors (random features, a colour histogram of the ground-truth boxes) are
+measured on it; two teachers are
 trained with ``train-teacher`` (one without image-level SIA for the KD rows, one with ISA for the SIA rows
 and the two-step pipeline, as in the paper); six students are trained with ``train`` (the same config,
 ``train.seed=S``, only the ``distill.*`` keys differ) and tested with ``test``; the two-step row re-embeds
@@ -18,6 +21,7 @@ interrupted ablation resumes, and seeds can run as parallel processes sharing on
 Usage:
   python benchmarks/ablation.py --work /tmp/ablation --seeds 0 1 [--preset small] [--gallery-size 100]
       [--student-config configs/synthetic_cpu.yaml] [--teacher-config configs/teacher_synthetic_cpu.yaml]
+      [--dataset cuhk-sysu|prw] [--root EXISTING_DATASET]
       [--student KEY=VALUE ...] [--teacher KEY=VALUE ...] [--rows ROW ...] [--collect]
       [--markdown table.md] [--json rows.json]
 """
@@ -34,6 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA_FOLDERS = {"cuhk-sysu": "CUHK-SYSU", "prw": "PRW"}  # the generated dataset's folder in a seed's folder
 CLI = [sys.executable, "-m", "personsearch.cli"]
 
 
@@ -54,7 +59,14 @@ STUDENT_ROWS: dict[str, tuple[str, str, list[str] | None]] = {
     # L_oim 6-8): the config defaults since this ablation (spelled out so the row stays what it is)
     "rebalanced": ("full DKD, tuned β (β_p 0.25, β_pr 30, β_tr 1)", "isa", kd(0.25, 30, 1, fsa=True)),
 }
-OTHER_ROWS = {"two_step": "two-step", "teacher": "teacher alone (GT boxes)"}
+OTHER_ROWS = {
+    "two_step": "two-step",
+    "teacher": "teacher alone (GT boxes)",
+    # training-free floors (benchmarks/student_reid.py floors): the ground-truth boxes as detections
+    "random": "random features (floor; GT boxes)",
+    "colour": "colour histogram, HSV 8x4x4 (floor; GT boxes)",
+}
+NOT_PAIRED = ("baseline", "teacher", "random", "colour")  # rows without a paired difference to the baseline
 ROW_KEYS = [*STUDENT_ROWS, *OTHER_ROWS]
 ROW_NAMES = {**{k: v[0] for k, v in STUDENT_ROWS.items()}, **OTHER_ROWS}
 
@@ -107,7 +119,7 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
     """Every row of ``args.rows`` for one seed (steps already done are re-used); missing rows are left out."""
     work = args.work / f"seed{seed}"
     work.mkdir(parents=True, exist_ok=True)
-    data = work / "CUHK-SYSU"
+    data = args.root or work / DATA_FOLDERS[args.dataset]
     collect = args.collect
     out: dict[str, dict] = {}
 
@@ -122,6 +134,7 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
                 "--no-progress",
                 "--config",
                 str(args.teacher_config),
+                f"dataset.name={args.dataset}",
                 f"dataset.root={data}",
                 f"output_dir={run_dir}",
                 f"teacher.seed={seed}",
@@ -135,7 +148,7 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
     def test(name: str, checkpoint: Path, *extra: str) -> Path:
         """``personsearch test`` of a student checkpoint (search, detection, Re-ID alone) into ``name.json``."""
         report = work / f"{name}.json"
-        cmd = [*CLI, "test", "--no-progress", "--checkpoint", str(checkpoint), "--dataset", "cuhk-sysu"]
+        cmd = [*CLI, "test", "--no-progress", "--checkpoint", str(checkpoint), "--dataset", args.dataset]
         cmd += ["--root", str(data), "--workers", "0", "--gt-reid", "--json", str(report), *extra]
         step(work, name, cmd, collect)
         return report
@@ -153,6 +166,7 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
                 "--no-progress",
                 "--config",
                 str(args.student_config),
+                f"dataset.name={args.dataset}",
                 f"dataset.root={data}",
                 f"output_dir={run_dir}",
                 f"train.seed={seed}",
@@ -178,23 +192,31 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
         final = json.loads((path.parent / "metrics.jsonl").read_text().splitlines()[-1])
         return {"mAP": final["mAP"], "top1": final["top1"], "gt_map": final["mAP"], "seconds": record["seconds"]}
 
-    try:
-        step(
-            work,
-            "dataset",
-            [*CLI, "synth", "--format", "cuhk-sysu", "--out", str(data), "--preset", args.preset, "--seed", str(seed)],
-            collect,
-        )
-    except StepMissing:
-        return out
+    def floor(key: str) -> dict:
+        report = work / "floors.json"
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "student_reid.py"), "floors", "--root", str(data)]
+        step(work, "floors", [*cmd, "--dataset", args.dataset, "--json", str(report)], collect)
+        figures = json.loads(report.read_text())["random" if key == "random" else "colour_histogram"]
+        search = figures["search_gt_boxes"]
+        row = search.get(str(args.gallery_size)) or next(iter(search.values()))
+        return {"mAP": row["mAP"], "top1": row["top1"], "gt_map": figures["gt_reid"]["mAP"], "seconds": 0.0}
+
+    if args.root is None:
+        synth = [*CLI, "synth", "--format", args.dataset, "--out", str(data), "--preset", args.preset]
+        try:
+            step(work, "dataset", [*synth, "--seed", str(seed)], collect)
+        except StepMissing:
+            return out
     for key in args.rows:
         try:
             if key in STUDENT_ROWS:
                 out[key] = student(key)
             elif key == "two_step":
                 out[key] = two_step()
-            else:
+            elif key == "teacher":
                 out[key] = teacher_alone()
+            else:
+                out[key] = floor(key)
         except StepMissing:
             continue
     if not collect:
@@ -212,7 +234,7 @@ def fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
 def paired_gain(per_seed: dict[int, dict[str, dict]], key: str) -> str:
     """Mean ± std over seeds of (row mAP - baseline mAP) on the same seed, and on how many seeds it is > 0."""
     diffs = [r[key]["mAP"] - r["baseline"]["mAP"] for r in per_seed.values() if key in r and "baseline" in r]
-    if key in ("baseline", "teacher") or not diffs:
+    if key in NOT_PAIRED or not diffs:
         return "–"
     return f"{fmt(diffs)} ({sum(d > 0 for d in diffs)}/{len(diffs)})"
 
@@ -264,7 +286,14 @@ def main() -> None:
     )
     parser.add_argument("--work", type=Path, required=True, help="working folder (re-use it to resume)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--preset", default="small")
+    parser.add_argument("--preset", default="small", help="synthetic preset of the generated datasets")
+    parser.add_argument("--dataset", default="cuhk-sysu", choices=sorted(DATA_FOLDERS), help="dataset format")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        help="an existing dataset (of --dataset's format) used for every seed instead of generating one per seed; "
+        "the seeds then vary the training only",
+    )
     parser.add_argument("--gallery-size", type=int, default=100)
     parser.add_argument("--student-config", type=Path, default=ROOT / "configs" / "synthetic_cpu.yaml")
     parser.add_argument("--teacher-config", type=Path, default=ROOT / "configs" / "teacher_synthetic_cpu.yaml")

@@ -30,3 +30,10 @@ def test_gap_share_without_a_gap_or_for_other_rows(ablation):
     assert ablation.gap_share({0: rows(0.40, 0.44, 0.38)}, "rebalanced") == "– (no gap)"
     assert ablation.gap_share({0: rows(0.40, 0.44, 0.45)}, "two_step") == "–"
     assert ablation.gap_share({0: {"baseline": {"mAP": 0.4}}}, "rebalanced") == "–"  # the row has not run
+
+
+def test_floors_and_the_teacher_have_no_paired_difference(ablation):
+    per_seed = {0: {**rows(0.40, 0.44, 0.45), "colour": {"mAP": 0.1}, "teacher": {"mAP": 0.5}}}
+    assert ablation.paired_gain(per_seed, "colour") == "–"
+    assert ablation.paired_gain(per_seed, "teacher") == "–"
+    assert ablation.paired_gain(per_seed, "two_step") == "5.0 (1/1)"
