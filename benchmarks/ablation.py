@@ -14,9 +14,10 @@ the baseline student's detections with the ISA teacher (``test --two-step``); th
 ISA teacher's crop-level Re-ID on ground-truth boxes (its own protocol, see docs/dkd.md, not comparable to
 the search rows; the "Re-ID alone" column applies that protocol to every row's embeddings with
 ``test --gt-reid``, which separates the embeddings from the detector). Every step runs as a ``personsearch``
-sub-process; finished steps are skipped when the script is re-run with the same ``--work`` folder, so an
-interrupted ablation resumes, and seeds can run as parallel processes sharing one ``--work`` (one
-``--seeds S`` each, then ``--collect`` over all of them).
+sub-process; finished steps are skipped when the script is re-run with the same ``--work`` folder and a
+student killed mid-run continues from its last checkpoint (``train --resume``), so an interrupted ablation
+resumes (the step's time is then that of the resumed part), and seeds can run as parallel processes
+sharing one ``--work`` (one ``--seeds S`` each, then ``--collect`` over all of them).
 
 Usage:
   python benchmarks/ablation.py --work /tmp/ablation --seeds 0 1 [--preset small] [--gallery-size 100]
@@ -157,25 +158,13 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
         _, teacher_kind, distill = STUDENT_ROWS[key]
         overrides = [] if distill is None else [f"distill.teacher={teacher(teacher_kind)[0]}", *distill]
         run_dir = work / f"student_{key}"
-        record = step(
-            work,
-            f"student_{key}",
-            [
-                *CLI,
-                "train",
-                "--no-progress",
-                "--config",
-                str(args.student_config),
-                f"dataset.name={args.dataset}",
-                f"dataset.root={data}",
-                f"output_dir={run_dir}",
-                f"train.seed={seed}",
-                "train.eval_period=-1",
-                *overrides,
-                *args.student,
-            ],
-            collect,
-        )
+        cmd = [*CLI, "train", "--no-progress", "--config", str(args.student_config), f"dataset.name={args.dataset}"]
+        cmd += [f"dataset.root={data}", f"output_dir={run_dir}", f"train.seed={seed}", "train.eval_period=-1"]
+        if (run_dir / "last.pth").is_file() and not (work / f"student_{key}.step.json").is_file():
+            cmd = [*CLI, "train", "--no-progress", "--resume", str(run_dir)]  # an interrupted run continues
+        else:
+            cmd += [*overrides, *args.student]
+        record = step(work, f"student_{key}", cmd, collect)
         report = test(f"test_{key}", run_dir / "last.pth")
         return {**test_metrics(report, args.gallery_size), "seconds": record["seconds"]}
 
