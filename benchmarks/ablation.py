@@ -60,14 +60,18 @@ STUDENT_ROWS: dict[str, tuple[str, str, list[str] | None]] = {
     # L_oim 6-8): the config defaults since this ablation (spelled out so the row stays what it is)
     "rebalanced": ("full DKD, tuned β (β_p 0.25, β_pr 30, β_tr 1)", "isa", kd(0.25, 30, 1, fsa=True)),
 }
+# training-free floors (benchmarks/student_reid.py floors, the ground-truth boxes as detections):
+# row key -> (row name, key of its figures in the floors report)
+FLOOR_ROWS = {
+    "random": ("random features (floor; GT boxes)", "random"),
+    "colour": ("colour histogram, HSV 8x4x4 (floor; GT boxes)", "colour_histogram"),
+}
 OTHER_ROWS = {
     "two_step": "two-step",
     "teacher": "teacher alone (GT boxes)",
-    # training-free floors (benchmarks/student_reid.py floors): the ground-truth boxes as detections
-    "random": "random features (floor; GT boxes)",
-    "colour": "colour histogram, HSV 8x4x4 (floor; GT boxes)",
+    **{key: name for key, (name, _) in FLOOR_ROWS.items()},
 }
-NOT_PAIRED = ("baseline", "teacher", "random", "colour")  # rows without a paired difference to the baseline
+NOT_PAIRED = ("baseline", "teacher", *FLOOR_ROWS)  # rows without a paired difference to the baseline
 ROW_KEYS = [*STUDENT_ROWS, *OTHER_ROWS]
 ROW_NAMES = {**{k: v[0] for k, v in STUDENT_ROWS.items()}, **OTHER_ROWS}
 
@@ -160,8 +164,8 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
         run_dir = work / f"student_{key}"
         cmd = [*CLI, "train", "--no-progress", "--config", str(args.student_config), f"dataset.name={args.dataset}"]
         cmd += [f"dataset.root={data}", f"output_dir={run_dir}", f"train.seed={seed}", "train.eval_period=-1"]
-        if (run_dir / "last.pth").is_file() and not (work / f"student_{key}.step.json").is_file():
-            cmd = [*CLI, "train", "--no-progress", "--resume", str(run_dir)]  # an interrupted run continues
+        if (run_dir / "last.pth").is_file():  # unfinished unless its step is recorded (step() then runs nothing)
+            cmd = [*CLI, "train", "--no-progress", "--resume", str(run_dir)]
         else:
             cmd += [*overrides, *args.student]
         record = step(work, f"student_{key}", cmd, collect)
@@ -185,7 +189,7 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
         report = work / "floors.json"
         cmd = [sys.executable, str(ROOT / "benchmarks" / "student_reid.py"), "floors", "--root", str(data)]
         step(work, "floors", [*cmd, "--dataset", args.dataset, "--json", str(report)], collect)
-        figures = json.loads(report.read_text())["random" if key == "random" else "colour_histogram"]
+        figures = json.loads(report.read_text())[FLOOR_ROWS[key][1]]
         search = figures["search_gt_boxes"]
         row = search.get(str(args.gallery_size)) or next(iter(search.values()))
         return {"mAP": row["mAP"], "top1": row["top1"], "gt_map": figures["gt_reid"]["mAP"], "seconds": 0.0}
