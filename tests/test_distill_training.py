@@ -125,3 +125,27 @@ def test_optimising_the_student_lowers_the_distillation_losses(tiny, tmp_path: P
                 for p, g in zip(params, grads):
                     p.sub_(2e-3 * g / norm)
         assert history[2] < history[1] < history[0], (key, history)
+
+
+def test_kd_without_backbone_gradients_moves_the_reid_head_only(tiny, tmp_path: Path) -> None:
+    """distill.backbone_grad=false: the trainer asks the model for detached Re-ID outputs and the KD terms'
+    gradients stop at the Re-ID head; with the default they reach the shared backbone."""
+    from personsearch.distill import student_trainer
+    from personsearch.engine.trainer import move_targets
+
+    root, teacher_path = tiny
+    for backbone_grad in (False, True):
+        cfg = config(root, tmp_path / f"run{backbone_grad}", teacher_path, f"distill.backbone_grad={backbone_grad}")
+        trainer = student_trainer(cfg, progress=False)
+        model, (distiller,) = trainer.model, trainer.contributors
+        assert distiller.reid_on_detached_features is not backbone_grad
+        images, targets = zip(*(trainer.dataset[(i, 0)] for i in range(2)))
+        model.train()
+        losses = trainer.forward_losses(list(images), move_targets(targets, trainer.device))
+        kd = losses["loss_kd_p"] + losses["loss_kd_pr"] + losses["loss_kd_tr"]
+        backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+        head = [p for p in model.reid_head.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(kd, backbone + head, allow_unused=True)
+        reached = [g is not None and bool(g.abs().sum() > 0) for g in grads]
+        assert any(reached[len(backbone) :])  # the Re-ID head learns from KD either way
+        assert any(reached[: len(backbone)]) is backbone_grad

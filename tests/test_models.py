@@ -254,3 +254,20 @@ def test_inference_paths_need_eval_mode() -> None:
         model.detect(images)
     with pytest.raises(RuntimeError, match="eval"):
         model(images, query_boxes=[t["boxes"] for t in targets])
+
+
+def test_detached_reid_outputs_train_the_reid_head_only() -> None:
+    model = tiny_model()
+    model.train()
+    images, targets = batch()
+    extra = [t["boxes"] + 2.0 for t in targets]
+    _, outputs = model(images, targets, extra_boxes=extra, return_outputs=True, detached_reid=True)
+    detached = outputs.gt_detached
+    assert detached is not None and detached.embeddings.shape == outputs.gt.embeddings.shape
+    assert detached.counts == outputs.gt.counts
+    (detached.embeddings.sum() + detached.probabilities.sum() + outputs.extra.embeddings.sum()).backward()
+    assert model.reid_head.projection.weight.grad is not None
+    trainable = [p for p in model.backbone.parameters() if p.requires_grad]
+    assert trainable and all(p.grad is None for p in trainable)  # nothing reached the shared backbone
+    _, plain = model(images, targets, return_outputs=True)
+    assert plain.gt_detached is None

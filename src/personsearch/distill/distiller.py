@@ -47,6 +47,7 @@ class DistillSettings:
     include_unlabelled: bool
     fsa: bool
     relation_with_copies: bool
+    backbone_grad: bool
     cache: bool
     teacher_batch: int
     sia: SIASettings
@@ -76,6 +77,7 @@ class DistillSettings:
             include_unlabelled=d.include_unlabelled,
             fsa=d.fsa,
             relation_with_copies=d.relation_with_copies,
+            backbone_grad=d.backbone_grad,
             cache=d.cache,
             teacher_batch=max(1, d.teacher_batch),
             sia=SIASettings(alpha, dp, (spec.input_size[0], spec.input_size[1])),
@@ -139,6 +141,7 @@ class Distiller(LossContributor):
         self.records = {r.name: r for r in records}
         self.cache = TeacherCache()
         self._pending: list[Tensor] | None = None
+        self.reid_on_detached_features = not settings.backbone_grad
 
     # ---- boxes ---------------------------------------------------------------------------------
     def selection(self, target: Mapping[str, Any]) -> Tensor:
@@ -205,7 +208,9 @@ class Distiller(LossContributor):
         s = self.settings
         masks = [self.selection(t) for t in targets]
         mask = torch.cat(masks)
-        gt = outputs.gt
+        gt = outputs.gt if s.backbone_grad else outputs.gt_detached
+        if gt is None:
+            raise PersonSearchError("distillation: distill.backbone_grad=false but the model gave no detached outputs")
         f_h, p_h = gt.embeddings[mask], gt.probabilities[mask]
         labels = outputs.gt_labels[mask]
         t_neck = torch.cat([self.teacher_gt_neck(img, t) for img, t in zip(images, targets)])

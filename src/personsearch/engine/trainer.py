@@ -238,7 +238,10 @@ class Trainer(EpochLoop):
         if len(extra) > 1:
             raise PersonSearchError(f"two loss contributors ask for extra boxes: {', '.join(c.name for c, _ in extra)}")
         extra_boxes = extra[0][1] if extra else None
-        losses, outputs = self.ddp_model(images, targets, extra_boxes=extra_boxes, return_outputs=True)
+        detached = any(c.reid_on_detached_features for c in contributors)
+        losses, outputs = self.ddp_model(
+            images, targets, extra_boxes=extra_boxes, return_outputs=True, detached_reid=detached
+        )
         assert isinstance(outputs, TrainOutputs)
         added: dict[str, torch.Tensor] = {}
         for c in contributors:

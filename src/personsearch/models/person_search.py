@@ -47,6 +47,9 @@ class TrainOutputs:
     original_sizes: list[tuple[int, int]]  # (h, w) of each input image
     targets: list[dict[str, Tensor]]  # the targets resized with the images
     extra: ReIDOutput | None = None  # the ``extra_boxes`` passed to the forward pass, if any
+    # with ``detached_reid``: the GT boxes again, embedded from the Re-ID feature map detached from the
+    # backbone (a loss on these trains the Re-ID head only); ``extra`` is then embedded the same way
+    gt_detached: ReIDOutput | None = None
 
 
 def check_targets(targets: list[dict[str, Tensor]]) -> None:
@@ -162,6 +165,7 @@ class PersonSearchModel(nn.Module):
         query_boxes: list[Tensor] | None = None,
         extra_boxes: list[Tensor] | None = None,
         return_outputs: bool = False,
+        detached_reid: bool = False,
     ) -> dict[str, Tensor] | tuple[dict[str, Tensor], TrainOutputs] | list[dict[str, Tensor]] | list[Tensor]:
         """Losses (train), detections (eval) or query embeddings (``query_boxes``); see the class doc."""
         if query_boxes is not None:
@@ -169,7 +173,7 @@ class PersonSearchModel(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("targets are required in training mode")
-            losses, outputs = self.forward_train(images, targets, extra_boxes)
+            losses, outputs = self.forward_train(images, targets, extra_boxes, detached_reid)
             return (losses, outputs) if return_outputs else losses
         return self.detect(images)
 
@@ -178,8 +182,10 @@ class PersonSearchModel(nn.Module):
         images: list[Tensor],
         targets: list[dict[str, Tensor]],
         extra_boxes: list[Tensor] | None = None,
+        detached_reid: bool = False,
     ) -> tuple[dict[str, Tensor], TrainOutputs]:
-        """All training losses, plus the Re-ID outputs of GT (and ``extra_boxes``) for loss contributors."""
+        """All training losses, plus the Re-ID outputs of GT (and ``extra_boxes``) for loss contributors;
+        ``detached_reid``: those outputs also from the detached feature map (``TrainOutputs.gt_detached``)."""
         check_targets(targets)
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         image_list, resized = self.transform(images, targets)
@@ -202,10 +208,14 @@ class PersonSearchModel(nn.Module):
             **det_losses,
             "loss_oim": loss_oim,
         }
+        reid_features = {self.reid_feature: features[self.reid_feature].detach()} if detached_reid else features
+        gt_detached = None
+        if detached_reid:
+            gt_detached = self.reid_outputs(reid_features, [t["boxes"].detach() for t in resized])
         extra = None
         if extra_boxes is not None:
             resized_extra = self.resize_boxes_to(extra_boxes, original_sizes, image_list.image_sizes)
-            extra = self.reid_outputs(features, resized_extra)
+            extra = self.reid_outputs(reid_features, resized_extra)
         outputs = TrainOutputs(
             gt=gt,
             gt_labels=gt_labels,
@@ -214,6 +224,7 @@ class PersonSearchModel(nn.Module):
             original_sizes=original_sizes,
             targets=resized,
             extra=extra,
+            gt_detached=gt_detached,
         )
         return losses, outputs
 
