@@ -120,11 +120,15 @@ def step(work: Path, name: str, cmd: list[str], collect: bool = False) -> dict:
 
 
 def test_metrics(report: Path, gallery_size: int) -> dict:
-    """Search mAP/top-1 at ``gallery_size`` (the first size present otherwise) and the detection AP."""
+    """Search mAP/top-1 at ``gallery_size`` (the first size present otherwise) and the detection AP; a PRW
+    report (no gallery sizes): the cross-camera search figures."""
     result = json.loads(report.read_text())
-    sweep = result["sweep"]
-    rows = [r for r in sweep if r["gallery_size"] == gallery_size] or sweep[:1]
-    out = {**rows[0]["search"], "det_ap": result["detection"]["ap"]}
+    if "sweep" in result:
+        sweep = result["sweep"]
+        rows = [r for r in sweep if r["gallery_size"] == gallery_size] or sweep[:1]
+        out = {**rows[0]["search"], "det_ap": result["detection"]["ap"]}
+    else:
+        out = {**result["cross_camera"]["search"], "det_ap": result["same_camera"]["detection"]["ap"]}
     if "gt_box_reid" in result:
         out["gt_map"] = result["gt_box_reid"]["mAP"]
     return out

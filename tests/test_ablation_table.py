@@ -37,3 +37,20 @@ def test_floors_and_the_teacher_have_no_paired_difference(ablation):
     assert ablation.paired_gain(per_seed, "colour") == "–"
     assert ablation.paired_gain(per_seed, "teacher") == "–"
     assert ablation.paired_gain(per_seed, "two_step") == "5.0 (1/1)"
+
+
+def test_metrics_of_a_prw_report_are_the_cross_camera_figures(ablation, tmp_path):
+    import json
+
+    report = tmp_path / "prw.json"
+    search = {"mAP": 0.3, "top1": 0.4}
+    report.write_text(
+        json.dumps(
+            {
+                "same_camera": {"search": {"mAP": 0.5, "top1": 0.6}, "detection": {"ap": 0.8}},
+                "cross_camera": {"search": search},
+                "gt_box_reid": {"mAP": 0.2},
+            }
+        )
+    )
+    assert ablation.test_metrics(report, 100) == {**search, "det_ap": 0.8, "gt_map": 0.2}
