@@ -38,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation import CLI, ROOT, STUDENT_ROWS, test_metrics
+from personsearch.engine.checkpoint import link_checkpoint
 
 # from-random-weights changes of the paper recipe (docs/student_reid.md: frozen BN / stem are meaningless
 # without ImageNet weights; OIM's memory is stale while features move fast; AdamW trains faster from scratch)
@@ -123,7 +124,7 @@ def poll_evaluator(args: argparse.Namespace, curve: Curve, elapsed: float) -> No
         epoch = max(todo)
         copy = curve.run_dir / f"eval_{epoch:03d}.pth"  # a hard link: the trainer may delete the original
         if not copy.exists():
-            copy.hardlink_to(todo[epoch])
+            link_checkpoint(todo[epoch], copy)
         report = args.work / f"{curve.key}_epoch{epoch:03d}.json"
         curve.evaluating = (epoch, launch(test_command(args, copy, report), Path(f"{report}.log")), report)
 
