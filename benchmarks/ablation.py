@@ -67,7 +67,13 @@ STUDENT_ROWS: dict[str, tuple[str, str, list[str] | None]] = {
     "head_only": (
         "full DKD, tuned β, KD into the Re-ID head only",
         "isa",
-        [*kd(0.25, 30, 1, fsa=True), "distill.backbone_grad=false"],
+        [*kd(0.25, 30, 1, fsa=True), "distill.backbone_grad=0"],
+    ),
+    # between the two: half of the KD terms' gradient reaches the shared backbone
+    "half_grad": (
+        "full DKD, tuned β, half the KD gradient into the backbone",
+        "isa",
+        [*kd(0.25, 30, 1, fsa=True), "distill.backbone_grad=0.5"],
     ),
 }
 # training-free floors (benchmarks/student_reid.py floors, the ground-truth boxes as detections):

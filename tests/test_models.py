@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,8 +262,8 @@ def test_detached_reid_outputs_train_the_reid_head_only() -> None:
     model.train()
     images, targets = batch()
     extra = [t["boxes"] + 2.0 for t in targets]
-    _, outputs = model(images, targets, extra_boxes=extra, return_outputs=True, detached_reid=True)
-    detached = outputs.gt_detached
+    _, outputs = model(images, targets, extra_boxes=extra, return_outputs=True, reid_grad_scale=0.0)
+    detached = outputs.gt_scaled
     assert detached is not None and detached.embeddings.shape == outputs.gt.embeddings.shape
     assert detached.counts == outputs.gt.counts
     (detached.embeddings.sum() + detached.probabilities.sum() + outputs.extra.embeddings.sum()).backward()
@@ -270,4 +271,38 @@ def test_detached_reid_outputs_train_the_reid_head_only() -> None:
     trainable = [p for p in model.backbone.parameters() if p.requires_grad]
     assert trainable and all(p.grad is None for p in trainable)  # nothing reached the shared backbone
     _, plain = model(images, targets, return_outputs=True)
-    assert plain.gt_detached is None
+    assert plain.gt_scaled is None
+    with pytest.raises(ValueError, match="reid_grad_scale"):
+        model(images, targets, return_outputs=True, reid_grad_scale=1.5)
+
+
+def test_scaled_reid_outputs_scale_the_backbone_gradient_only() -> None:
+    """reid_grad_scale s: the scaled outputs equal the plain ones (same batch statistics, running statistics
+    moved once); a loss on them sends s times the plain gradient into the backbone, the full one into the
+    Re-ID head."""
+    images, targets = batch()
+    torch.manual_seed(0)
+    base = tiny_model()
+    base.train()
+    grads, buffers = {}, {}
+    for scale in (1.0, 0.25):
+        model = copy.deepcopy(base)
+        backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+        head = [p for p in model.reid_head.parameters() if p.requires_grad]
+        torch.manual_seed(1)
+        _, outputs = model(images, targets, return_outputs=True, reid_grad_scale=scale)
+        out = outputs.gt if scale == 1 else outputs.gt_scaled
+        if scale < 1:
+            torch.testing.assert_close(out.embeddings, outputs.gt.embeddings, rtol=0, atol=0)
+            torch.testing.assert_close(out.probabilities, outputs.gt.probabilities, rtol=0, atol=0)
+        loss = (out.embeddings * torch.linspace(-1, 1, out.embeddings.shape[-1])).sum()
+        grads[scale] = (torch.autograd.grad(loss, backbone + head), len(backbone))
+        buffers[scale] = [b.clone() for b in model.reid_head.buffers()]
+    (full, n), (scaled, _) = grads[1.0], grads[0.25]
+    assert any(g.abs().sum() > 0 for g in full[:n])
+    for f, s in zip(full[:n], scaled[:n]):
+        torch.testing.assert_close(s, 0.25 * f, rtol=1e-4, atol=1e-7)
+    for f, s in zip(full[n:], scaled[n:]):
+        torch.testing.assert_close(s, f, rtol=1e-4, atol=1e-7)
+    for a, b in zip(buffers[1.0], buffers[0.25]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -117,7 +117,7 @@ SCHEMA: dict[str, Rule] = {
     "distill.include_unlabelled": BOOL,
     "distill.fsa": BOOL,
     "distill.relation_with_copies": BOOL,
-    "distill.backbone_grad": BOOL,
+    "distill.backbone_grad": PROB,
     "distill.sia_alpha": replace(NONNEG, nullable=True),
     "distill.sia_dp": replace(NONNEG, nullable=True),
     "distill.cache": BOOL,

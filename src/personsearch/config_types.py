@@ -236,9 +236,10 @@ class DistillConfig(Section):
     include_unlabelled: bool = False  # B also holds unlabelled GT boxes (default: labelled only)
     fsa: bool = True  # one perturbed copy per box per iteration (FSA for the student, ISA crop for the teacher)
     relation_with_copies: bool = True  # L_pr and L_tr over GT boxes plus their perturbed copies
-    # false: the KD terms are computed on the Re-ID feature map detached from the backbone, so they train the
-    # Re-ID head only and cannot move the features the detector shares (L_reid still trains the backbone)
-    backbone_grad: bool = True
+    # the share of the KD terms' gradient that reaches the backbone the detector shares (their gradient through
+    # the Re-ID feature map is multiplied by it): 1 all; 0 none, the KD terms train the Re-ID head only
+    # (L_reid still trains the backbone)
+    backbone_grad: float = 1.0
     sia_alpha: float | None = None  # enlargement alpha in pixels; null = the teacher's ISA alpha
     sia_dp: float | None = None  # allowed shift dp in teacher-input pixels; null = the teacher's ISA dp
     cache: bool = True  # cache teacher outputs on unperturbed GT boxes (computed once)

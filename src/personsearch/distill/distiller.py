@@ -47,7 +47,7 @@ class DistillSettings:
     include_unlabelled: bool
     fsa: bool
     relation_with_copies: bool
-    backbone_grad: bool
+    backbone_grad: float
     cache: bool
     teacher_batch: int
     sia: SIASettings
@@ -141,7 +141,7 @@ class Distiller(LossContributor):
         self.records = {r.name: r for r in records}
         self.cache = TeacherCache()
         self._pending: list[Tensor] | None = None
-        self.reid_on_detached_features = not settings.backbone_grad
+        self.reid_backbone_grad = settings.backbone_grad
 
     # ---- boxes ---------------------------------------------------------------------------------
     def selection(self, target: Mapping[str, Any]) -> Tensor:
@@ -208,9 +208,9 @@ class Distiller(LossContributor):
         s = self.settings
         masks = [self.selection(t) for t in targets]
         mask = torch.cat(masks)
-        gt = outputs.gt if s.backbone_grad else outputs.gt_detached
+        gt = outputs.gt if s.backbone_grad == 1 else outputs.gt_scaled
         if gt is None:
-            raise PersonSearchError("distillation: distill.backbone_grad=false but the model gave no detached outputs")
+            raise PersonSearchError("distillation: distill.backbone_grad < 1 but the model gave no scaled outputs")
         f_h, p_h = gt.embeddings[mask], gt.probabilities[mask]
         labels = outputs.gt_labels[mask]
         t_neck = torch.cat([self.teacher_gt_neck(img, t) for img, t in zip(images, targets)])

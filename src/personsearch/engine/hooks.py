@@ -39,9 +39,10 @@ class LossContributor(TrainHook):
 
     #: Short name, used in messages and to tell which contributors a run has.
     name: str = "contributor"
-    #: True: the model also embeds the GT (and extra) boxes from its Re-ID feature map detached from the
-    #: backbone (``TrainOutputs.gt_detached``), so that this contributor's losses train the Re-ID head only.
-    reid_on_detached_features: bool = False
+    #: Below 1: the model also embeds the GT (and extra) boxes from its Re-ID feature map with the gradient into
+    #: the backbone multiplied by this (``TrainOutputs.gt_scaled``); 0: this contributor's losses on those
+    #: outputs train the Re-ID head only.
+    reid_backbone_grad: float = 1.0
 
     def extra_boxes(self, images: list[Tensor], targets: list[dict[str, Any]]) -> list[Tensor] | None:
         """Boxes (input pixels, one tensor per image) the model should also embed this step, or None."""

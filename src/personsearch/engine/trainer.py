@@ -238,9 +238,11 @@ class Trainer(EpochLoop):
         if len(extra) > 1:
             raise PersonSearchError(f"two loss contributors ask for extra boxes: {', '.join(c.name for c, _ in extra)}")
         extra_boxes = extra[0][1] if extra else None
-        detached = any(c.reid_on_detached_features for c in contributors)
+        scales = {c.reid_backbone_grad for c in contributors if c.reid_backbone_grad < 1}
+        if len(scales) > 1:
+            raise PersonSearchError(f"loss contributors ask for different Re-ID backbone gradients: {sorted(scales)}")
         losses, outputs = self.ddp_model(
-            images, targets, extra_boxes=extra_boxes, return_outputs=True, detached_reid=detached
+            images, targets, extra_boxes=extra_boxes, return_outputs=True, reid_grad_scale=min(scales, default=1.0)
         )
         assert isinstance(outputs, TrainOutputs)
         added: dict[str, torch.Tensor] = {}

@@ -14,6 +14,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform, res
 from torchvision.ops import RoIAlign
 
 from .heads import ReIDHead
+from .norm import running_stats_kept
 from .oim import OIMLoss
 from .roi_heads import PersonDetectionRoIHeads, SampledProposals
 
@@ -47,9 +48,21 @@ class TrainOutputs:
     original_sizes: list[tuple[int, int]]  # (h, w) of each input image
     targets: list[dict[str, Tensor]]  # the targets resized with the images
     extra: ReIDOutput | None = None  # the ``extra_boxes`` passed to the forward pass, if any
-    # with ``detached_reid``: the GT boxes again, embedded from the Re-ID feature map detached from the
-    # backbone (a loss on these trains the Re-ID head only); ``extra`` is then embedded the same way
-    gt_detached: ReIDOutput | None = None
+    # with ``reid_grad_scale`` < 1: the GT boxes again, the same values as ``gt`` (the Re-ID head run a second
+    # time on the same boxes, batch statistics included), but the gradient of a loss on them into the backbone
+    # is multiplied by that scale (0: detached, such a loss trains the Re-ID head only); ``extra`` is then
+    # embedded the same way
+    gt_scaled: ReIDOutput | None = None
+
+
+def scale_gradient(x: Tensor, scale: float) -> Tensor:
+    """``x`` unchanged in the forward pass; the gradient flowing back through it multiplied by ``scale``
+    (0: detached)."""
+    if scale == 0:
+        return x.detach()
+    if scale == 1:
+        return x
+    return x.detach() + scale * (x - x.detach())
 
 
 def check_targets(targets: list[dict[str, Tensor]]) -> None:
@@ -165,7 +178,7 @@ class PersonSearchModel(nn.Module):
         query_boxes: list[Tensor] | None = None,
         extra_boxes: list[Tensor] | None = None,
         return_outputs: bool = False,
-        detached_reid: bool = False,
+        reid_grad_scale: float = 1.0,
     ) -> dict[str, Tensor] | tuple[dict[str, Tensor], TrainOutputs] | list[dict[str, Tensor]] | list[Tensor]:
         """Losses (train), detections (eval) or query embeddings (``query_boxes``); see the class doc."""
         if query_boxes is not None:
@@ -173,7 +186,7 @@ class PersonSearchModel(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("targets are required in training mode")
-            losses, outputs = self.forward_train(images, targets, extra_boxes, detached_reid)
+            losses, outputs = self.forward_train(images, targets, extra_boxes, reid_grad_scale)
             return (losses, outputs) if return_outputs else losses
         return self.detect(images)
 
@@ -182,11 +195,14 @@ class PersonSearchModel(nn.Module):
         images: list[Tensor],
         targets: list[dict[str, Tensor]],
         extra_boxes: list[Tensor] | None = None,
-        detached_reid: bool = False,
+        reid_grad_scale: float = 1.0,
     ) -> tuple[dict[str, Tensor], TrainOutputs]:
         """All training losses, plus the Re-ID outputs of GT (and ``extra_boxes``) for loss contributors;
-        ``detached_reid``: those outputs also from the detached feature map (``TrainOutputs.gt_detached``)."""
+        ``reid_grad_scale`` < 1: those outputs also from the Re-ID feature map whose gradient into the backbone
+        is scaled by it (``TrainOutputs.gt_scaled``; 0: detached)."""
         check_targets(targets)
+        if not 0 <= reid_grad_scale <= 1:
+            raise ValueError(f"reid_grad_scale must be in [0, 1], got {reid_grad_scale}")
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         image_list, resized = self.transform(images, targets)
         assert resized is not None
@@ -201,6 +217,16 @@ class PersonSearchModel(nn.Module):
         gt_embeddings = torch.cat([e[:n] for e, n in zip(per_image, gt_counts)])
         gt_labels = torch.cat([t["labels"] for t in resized])
         gt = ReIDOutput(gt_embeddings, self.oim.class_probabilities(gt_embeddings), gt_counts)
+        scaled = reid_grad_scale < 1
+        reid_features = (
+            {self.reid_feature: scale_gradient(features[self.reid_feature], reid_grad_scale)} if scaled else features
+        )
+        gt_scaled = None
+        if scaled:  # every Re-ID box again (the head's batch statistics as above), before OIM updates its table
+            with running_stats_kept(self.reid_head):
+                again = self.reid_embeddings(reid_features, reid_boxes).split([len(b) for b in reid_boxes])
+            scaled_embeddings = torch.cat([e[:n] for e, n in zip(again, gt_counts)])
+            gt_scaled = ReIDOutput(scaled_embeddings, self.oim.class_probabilities(scaled_embeddings), gt_counts)
         loss_oim = self.oim(embeddings, torch.cat(reid_labels))
         losses = {
             "loss_rpn_objectness": rpn_losses["loss_objectness"],
@@ -208,10 +234,6 @@ class PersonSearchModel(nn.Module):
             **det_losses,
             "loss_oim": loss_oim,
         }
-        reid_features = {self.reid_feature: features[self.reid_feature].detach()} if detached_reid else features
-        gt_detached = None
-        if detached_reid:
-            gt_detached = self.reid_outputs(reid_features, [t["boxes"].detach() for t in resized])
         extra = None
         if extra_boxes is not None:
             resized_extra = self.resize_boxes_to(extra_boxes, original_sizes, image_list.image_sizes)
@@ -224,7 +246,7 @@ class PersonSearchModel(nn.Module):
             original_sizes=original_sizes,
             targets=resized,
             extra=extra,
-            gt_detached=gt_detached,
+            gt_scaled=gt_scaled,
         )
         return losses, outputs
 
