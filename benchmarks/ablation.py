@@ -1,6 +1,6 @@
 """DKD ablation on the synthetic benchmark: baseline, +L_p, +L_p+L_pr, +L_p+L_pr+L_tr, +SIA (full DKD with
-every β = 1), full DKD with the tuned β (the defaults), without its L_p and with its KD gradients stopped at
-the Re-ID head, two-step and the teacher alone, over several seeds;
+every β = 1), full DKD with the tuned β (the defaults), without its L_p, with its KD gradients stopped at
+the Re-ID head and with half of them into the backbone, two-step and the teacher alone, over several seeds;
 prints a markdown table (mean ± std over seeds, each row's paired mAP difference to the baseline, and the
 share of the two-step gap (two-step − baseline) each student row closes).
 
@@ -9,7 +9,7 @@ names an existing one (your own, another generator's) used for every seed, the s
 training only; the training-free floors (random features, a colour histogram of the ground-truth boxes) are
 measured on it; two teachers are
 trained with ``train-teacher`` (one without image-level SIA for the KD rows, one with ISA for the SIA rows
-and the two-step pipeline, as in the paper); eight students are trained with ``train`` (the same config,
+and the two-step pipeline, as in the paper); up to nine students are trained with ``train`` (the same config,
 ``train.seed=S``, only the ``distill.*`` keys differ) and tested with ``test``; the two-step row re-embeds
 the baseline student's detections with the ISA teacher (``test --two-step``); the teacher-alone row is the
 ISA teacher's crop-level Re-ID on ground-truth boxes (its own protocol, see docs/dkd.md, not comparable to
