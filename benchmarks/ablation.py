@@ -267,10 +267,11 @@ def gap_share(per_seed: dict[int, dict[str, dict]], key: str) -> str:
     return f"{statistics.fmean(gains) / statistics.fmean(gaps):.0%} ({each})"
 
 
-def table(per_seed: dict[int, dict[str, dict]], gallery_size: int, rows: list[str]) -> str:
-    """Markdown table, mean ± std over the seeds that finished each row (their count in brackets if fewer)."""
+def table(per_seed: dict[int, dict[str, dict]], gallery: str, rows: list[str]) -> str:
+    """Markdown table, mean ± std over the seeds that finished each row (their count in brackets if fewer);
+    ``gallery`` says which search protocol the figures are (e.g. ``gallery 100``)."""
     seeds = sorted(per_seed)
-    header = f"row (gallery {gallery_size}, seeds {', '.join(map(str, seeds))})"
+    header = f"row ({gallery}, seeds {', '.join(map(str, seeds))})"
     lines = [
         f"| {header} | mAP (%) | top-1 (%) | mAP − baseline, same seed (seeds above) "
         "| share of the two-step gap closed (per seed) | detection AP (%) "
@@ -332,7 +333,8 @@ def main() -> None:
     for seed in args.seeds:
         print(f"seed {seed}", flush=True)
         per_seed[seed] = ablate_seed(args, seed)
-    text = table(per_seed, args.gallery_size, args.rows)
+    gallery = "PRW: full gallery, cross-camera" if args.dataset == "prw" else f"gallery {args.gallery_size}"
+    text = table(per_seed, gallery, args.rows)
     print(text)
     if args.markdown:
         args.markdown.write_text(text + "\n")

@@ -54,3 +54,13 @@ def test_metrics_of_a_prw_report_are_the_cross_camera_figures(ablation, tmp_path
         )
     )
     assert ablation.test_metrics(report, 100) == {**search, "det_ap": 0.8, "gt_map": 0.2}
+
+
+def test_table_names_the_protocol_and_marks_rows_with_fewer_seeds(ablation):
+    full = {"mAP": 0.4, "top1": 0.5, "det_ap": 0.8, "gt_map": 0.45, "seconds": 10.0}
+    per_seed = {100: {"baseline": full, "rebalanced": full}, 101: {"baseline": full}}
+    text = ablation.table(per_seed, "PRW: full gallery, cross-camera", ["baseline", "rebalanced"])
+    header, _, baseline, dkd = text.splitlines()
+    assert header.startswith("| row (PRW: full gallery, cross-camera, seeds 100, 101) |")
+    assert baseline.startswith("| baseline | 40.0 ± 0.0 |")
+    assert "[1 seeds]" in dkd and "| 0.0 (0/1) |" in dkd
