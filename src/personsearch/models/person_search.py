@@ -213,20 +213,14 @@ class PersonSearchModel(nn.Module):
         assert sample is not None
         reid_boxes, reid_labels, gt_counts = self._reid_training_boxes(resized, sample)
         embeddings = self.reid_embeddings(features, reid_boxes)
-        per_image = embeddings.split([len(b) for b in reid_boxes])
-        gt_embeddings = torch.cat([e[:n] for e, n in zip(per_image, gt_counts)])
         gt_labels = torch.cat([t["labels"] for t in resized])
-        gt = ReIDOutput(gt_embeddings, self.oim.class_probabilities(gt_embeddings), gt_counts)
-        scaled = reid_grad_scale < 1
-        reid_features = (
-            {self.reid_feature: scale_gradient(features[self.reid_feature], reid_grad_scale)} if scaled else features
-        )
-        gt_scaled = None
-        if scaled:  # every Re-ID box again (the head's batch statistics as above), before OIM updates its table
+        gt = self._gt_output(embeddings, reid_boxes, gt_counts)
+        reid_features, gt_scaled = features, None
+        if reid_grad_scale < 1:  # every Re-ID box again (the head's batch statistics as above), before OIM moves
+            reid_features = {self.reid_feature: scale_gradient(features[self.reid_feature], reid_grad_scale)}
             with running_stats_kept(self.reid_head):
-                again = self.reid_embeddings(reid_features, reid_boxes).split([len(b) for b in reid_boxes])
-            scaled_embeddings = torch.cat([e[:n] for e, n in zip(again, gt_counts)])
-            gt_scaled = ReIDOutput(scaled_embeddings, self.oim.class_probabilities(scaled_embeddings), gt_counts)
+                again = self.reid_embeddings(reid_features, reid_boxes)
+            gt_scaled = self._gt_output(again, reid_boxes, gt_counts)
         loss_oim = self.oim(embeddings, torch.cat(reid_labels))
         losses = {
             "loss_rpn_objectness": rpn_losses["loss_objectness"],
@@ -249,6 +243,13 @@ class PersonSearchModel(nn.Module):
             gt_scaled=gt_scaled,
         )
         return losses, outputs
+
+    def _gt_output(self, embeddings: Tensor, reid_boxes: list[Tensor], gt_counts: list[int]) -> ReIDOutput:
+        """The ground-truth rows (the first ``gt_counts[i]`` of image i) of the Re-ID training boxes'
+        embeddings, with their OIM class probabilities."""
+        per_image = embeddings.split([len(b) for b in reid_boxes])
+        gt_embeddings = torch.cat([e[:n] for e, n in zip(per_image, gt_counts)])
+        return ReIDOutput(gt_embeddings, self.oim.class_probabilities(gt_embeddings), gt_counts)
 
     def _reid_training_boxes(
         self, targets: list[dict[str, Tensor]], sample: SampledProposals
