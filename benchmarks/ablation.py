@@ -1,24 +1,25 @@
 """DKD ablation on the synthetic benchmark: baseline, +L_p, +L_p+L_pr, +L_p+L_pr+L_tr, +SIA (full DKD with
 every β = 1), full DKD with the tuned β (the defaults), without its L_p, with its KD gradients stopped at
-the Re-ID head and with half of them into the backbone, two-step and the teacher alone, over several seeds;
+the Re-ID head and with half of them into the backbone, the baseline with another training seed (run-to-run
+noise), two-step and the teacher alone, over several seeds;
 prints a markdown table (mean ± std over seeds, each row's paired mAP difference to the baseline, and the
 share of the two-step gap (two-step − baseline) each student row closes).
 
 Per seed S: the synthetic dataset (``--dataset`` format, ``--preset``, seed S) is generated, or ``--root``
-names an existing one (your own, another generator's) used for every seed, the seeds then varying the
-training only; the training-free floors (random features, a colour histogram of the ground-truth boxes) are
-measured on it; two teachers are
-trained with ``train-teacher`` (one without image-level SIA for the KD rows, one with ISA for the SIA rows
-and the two-step pipeline, as in the paper); up to nine students are trained with ``train`` (the same config,
-``train.seed=S``, only the ``distill.*`` keys differ) and tested with ``test``; the two-step row re-embeds
-the baseline student's detections with the ISA teacher (``test --two-step``); the teacher-alone row is the
-ISA teacher's crop-level Re-ID on ground-truth boxes (its own protocol, see docs/dkd.md, not comparable to
-the search rows; the "Re-ID alone" column applies that protocol to every row's embeddings with
-``test --gt-reid``, which separates the embeddings from the detector). Every step runs as a ``personsearch``
-sub-process; finished steps are skipped when the script is re-run with the same ``--work`` folder and a
-student killed mid-run continues from its last checkpoint (``train --resume``), so an interrupted ablation
-resumes (the step's time is then that of the resumed part), and seeds can run as parallel processes
-sharing one ``--work`` (one ``--seeds S`` each, then ``--collect`` over all of them).
+names an existing one (your own, another generator's) used for every seed, the seeds then varying the training
+only; the training-free floors (random features, a colour histogram of the ground-truth boxes) are measured on
+it; two teachers are trained with ``train-teacher`` (one without image-level SIA for the KD rows, one with ISA
+for the SIA rows and the two-step pipeline, as in the paper); up to ten students are trained with ``train``
+(the same config, ``train.seed=S``, only the ``distill.*`` keys differ; the noise row uses ``S + 1000``) and
+tested with ``test``; the two-step row re-embeds the baseline student's detections with the ISA teacher
+(``test --two-step``); the teacher-alone row is the ISA teacher's crop-level Re-ID on ground-truth boxes (its
+own protocol, see docs/dkd.md, not comparable to the search rows; the "Re-ID alone" column applies that
+protocol to every row's embeddings with ``test --gt-reid``, which separates the embeddings from the detector).
+Every step runs as a ``personsearch`` sub-process; finished steps are skipped when the script is re-run with
+the same ``--work`` folder and a student killed mid-run continues from its last checkpoint (``train
+--resume``), so an interrupted ablation resumes (the step's time is then that of the resumed part), and seeds
+can run as parallel processes sharing one ``--work`` (one ``--seeds S`` each, then ``--collect`` over all of
+them).
 
 Usage:
   python benchmarks/ablation.py --work /tmp/ablation --seeds 0 1 [--preset small] [--gallery-size 100]
@@ -75,7 +76,12 @@ STUDENT_ROWS: dict[str, tuple[str, str, list[str] | None]] = {
         "isa",
         [*kd(0.25, 30, 1, fsa=True), "distill.backbone_grad=0.5"],
     ),
+    # the baseline again with another training seed on the same data: its paired difference to the baseline
+    # is run-to-run training noise, the yardstick for every other row's difference
+    "baseline_reseed": ("baseline, another training seed (training noise)", "plain", None),
 }
+# rows trained with train.seed = S + offset instead of S
+TRAIN_SEED_OFFSET = {"baseline_reseed": 1000}
 # training-free floors (benchmarks/student_reid.py floors, the ground-truth boxes as detections):
 # row key -> (row name, key of its figures in the floors report)
 FLOOR_ROWS = {
@@ -183,7 +189,8 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
         overrides = [] if distill is None else [f"distill.teacher={teacher(teacher_kind)[0]}", *distill]
         run_dir = work / f"student_{key}"
         cmd = [*CLI, "train", "--no-progress", "--config", str(args.student_config), f"dataset.name={args.dataset}"]
-        cmd += [f"dataset.root={data}", f"output_dir={run_dir}", f"train.seed={seed}", "train.eval_period=-1"]
+        cmd += [f"dataset.root={data}", f"output_dir={run_dir}", f"train.seed={seed + TRAIN_SEED_OFFSET.get(key, 0)}"]
+        cmd += ["train.eval_period=-1"]
         if (run_dir / "last.pth").is_file():  # unfinished unless its step is recorded (step() then runs nothing)
             cmd = [*CLI, "train", "--no-progress", "--resume", str(run_dir)]
         else:

@@ -64,3 +64,30 @@ def test_table_names_the_protocol_and_marks_rows_with_fewer_seeds(ablation):
     assert header.startswith("| row (PRW: full gallery, cross-camera, seeds 100, 101) |")
     assert baseline.startswith("| baseline | 40.0 ± 0.0 |")
     assert "[1 seeds]" in dkd and "| 0.0 (0/1) |" in dkd
+
+
+def test_noise_row_trains_the_baseline_with_another_seed(ablation, tmp_path, monkeypatch):
+    commands = {}
+
+    def record(work, name, cmd, collect=False):
+        commands[name] = cmd
+        raise ablation.StepMissing(name)  # run nothing
+
+    monkeypatch.setattr(ablation, "step", record)
+    args = ablation.argparse.Namespace(
+        work=tmp_path,
+        root=tmp_path / "data",
+        dataset="cuhk-sysu",
+        collect=False,
+        preset="small",
+        rows=["baseline", "baseline_reseed"],
+        student_config=Path("s.yaml"),
+        teacher_config=Path("t.yaml"),
+        student=[],
+        teacher=[],
+        gallery_size=100,
+    )
+    assert ablation.ablate_seed(args, 3) == {}
+    seeds = {name: [a for a in cmd if a.startswith("train.seed=")] for name, cmd in commands.items()}
+    assert seeds == {"student_baseline": ["train.seed=3"], "student_baseline_reseed": ["train.seed=1003"]}
+    assert not any(a.startswith("distill.") for a in commands["student_baseline_reseed"])
