@@ -189,8 +189,8 @@ def ablate_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
         overrides = [] if distill is None else [f"distill.teacher={teacher(teacher_kind)[0]}", *distill]
         run_dir = work / f"student_{key}"
         cmd = [*CLI, "train", "--no-progress", "--config", str(args.student_config), f"dataset.name={args.dataset}"]
-        cmd += [f"dataset.root={data}", f"output_dir={run_dir}", f"train.seed={seed + TRAIN_SEED_OFFSET.get(key, 0)}"]
-        cmd += ["train.eval_period=-1"]
+        train_seed = seed + TRAIN_SEED_OFFSET.get(key, 0)
+        cmd += [f"dataset.root={data}", f"output_dir={run_dir}", f"train.seed={train_seed}", "train.eval_period=-1"]
         if (run_dir / "last.pth").is_file():  # unfinished unless its step is recorded (step() then runs nothing)
             cmd = [*CLI, "train", "--no-progress", "--resume", str(run_dir)]
         else:
